@@ -1,0 +1,263 @@
+"""The CycleSR joint model: five networks, four optimizer groups, stages, image pools and the update order.
+
+Plain PyTorch: how to backward, step, clip and call a frozen network comes from the engine through `StepOps`,
+so the same `optimize_parameters` runs under a bare loop, DDP and DeepSpeed.
+
+Domains (all tensors in [-1, 1]): X = clean LR (HR downscaled ×4 by bicubic), Y = real LR (unpaired with X),
+HR = the crop X came from.  G: X→Y is `gen_clean_to_real`, F: Y→X is `gen_real_to_clean`, D_X is
+`disc_clean`, D_Y is `disc_real`, and `sr` maps LR to HR.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config, LossConfig, OptimConfig, StageConfig
+from .models import DISCRIMINATORS, GENERATORS, SR_NETS
+
+Batch = dict[str, torch.Tensor]  # {"hr", "clean_lr", "real_lr"}
+
+
+class Stage(enum.Enum):
+    TRANSLATION = "translation"  # G/F/D only; the SR loss has weight 0 and the SR net is not run
+    SR_PRETRAIN = "sr_pretrain"  # SR on (clean LR, HR); G/F/D at learning rate 0 (so not run at all)
+    JOINT = "joint"  # everything, with the SR loss flowing back into G
+
+
+def stage_for_epoch(epoch: int, stages: StageConfig) -> Stage:
+    """`epoch` counts from 1, as in the reference."""
+    if epoch < stages.sr_pretrain_epoch:
+        return Stage.TRANSLATION
+    if epoch < stages.joint_epoch:
+        return Stage.SR_PRETRAIN
+    return Stage.JOINT
+
+
+def lr_factor(epoch: int, optim: OptimConfig) -> float:
+    """CycleGAN's linear rule: 1 for epochs 1..n_epoch, then falling by 1/(n_epoch_decay+1) per epoch, floor 0."""
+    return max(0.0, 1.0 - max(0, epoch - optim.n_epoch) / float(optim.n_epoch_decay + 1))
+
+
+@dataclass(frozen=True)
+class NetworkGroup:
+    """One optimizer and the networks it updates."""
+
+    name: str
+    networks: tuple[str, ...]
+    base_lr: float
+
+    def lr(self, epoch: int, stages: StageConfig, optim: OptimConfig) -> float:
+        if stage_for_epoch(epoch, stages) is Stage.SR_PRETRAIN and self.name != "SR":
+            return 0.0
+        return self.base_lr * lr_factor(epoch, optim)
+
+
+class StepOps(Protocol):
+    """What the joint step needs from the engine."""
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def step(self, group: str) -> None:
+        """Clip the group's gradients, step its optimizer, zero its gradients."""
+
+    def frozen(self, net: nn.Module) -> nn.Module:
+        """The module to call for a forward whose parameters get no update in this backward."""
+
+
+class ImagePool:
+    """CycleGAN's history of generated images (Shrivastava et al.): D sees a mix of new and older fakes.
+
+    Each image is stored until the pool holds `size`; after that, with probability 0.5 an incoming image is
+    swapped for a random stored one (the stored one is returned). Own generator, so the pool is checkpointable.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand((), generator=self.rng).item() < 0.5:
+                idx = int(torch.randint(0, self.size, (), generator=self.rng))
+                out.append(self.images[idx].clone())
+                self.images[idx] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_dict(self) -> dict:
+        stored = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
+        return {"images": stored, "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self.images = [img.unsqueeze(0).to(device) for img in state["images"]] if state["images"].numel() else []
+        self.rng.set_state(state["rng"])
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by `scale` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: ANN001
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        return grad * ctx.scale, None
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return x if scale == 1.0 else _ScaleGrad.apply(x, scale)
+
+
+def gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    """Least-squares GAN loss (MSE against a 1/0 target)."""
+    target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+    return F.mse_loss(prediction, target)
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def build_networks(config: Config) -> nn.ModuleDict:
+    m = config.model
+    return nn.ModuleDict(
+        {
+            "gen_clean_to_real": GENERATORS.build(m.generator.name, m.generator.args),
+            "gen_real_to_clean": GENERATORS.build(m.generator.name, m.generator.args),
+            "disc_clean": DISCRIMINATORS.build(m.discriminator.name, m.discriminator.args),
+            "disc_real": DISCRIMINATORS.build(m.discriminator.name, m.discriminator.args),
+            "sr": SR_NETS.build(m.sr.name, m.sr.args),
+        }
+    )
+
+
+def network_groups(optim: OptimConfig) -> list[NetworkGroup]:
+    """The reference's four Adam optimizers: G and F together, each discriminator, the SR net."""
+    return [
+        NetworkGroup("G", ("gen_clean_to_real", "gen_real_to_clean"), optim.cyc_lr),
+        NetworkGroup("D_X", ("disc_clean",), optim.cyc_lr),
+        NetworkGroup("D_Y", ("disc_real",), optim.cyc_lr),
+        NetworkGroup("SR", ("sr",), optim.sr_lr),
+    ]
+
+
+class CycleSR:
+    """Holds the networks (possibly wrapped by the engine), the image pools and the loss weights."""
+
+    def __init__(self, nets: nn.ModuleDict, loss: LossConfig, pool_seed: int = 0) -> None:
+        self.nets = nets
+        self.loss = loss
+        self.pool_clean = ImagePool(loss.pool_size, seed=2 * pool_seed)  # fakes for D_X
+        self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
+
+    # ------------------------------------------------------------------ the update, in the reference's order
+    def optimize_parameters(self, batch: Batch, stage: Stage, ops: StepOps) -> dict[str, torch.Tensor]:
+        if stage is Stage.SR_PRETRAIN:
+            return self._sr_pretrain_step(batch, ops)
+        n = self.nets
+        clean_lr, real_lr, hr = batch["clean_lr"], batch["real_lr"], batch["hr"]
+
+        # Forward: G(x), F(G(x)), F(y), G(F(y)).
+        fake_real = n["gen_clean_to_real"](clean_lr)
+        rec_clean = n["gen_real_to_clean"](fake_real)
+        fake_clean = n["gen_real_to_clean"](real_lr)
+        rec_real = n["gen_clean_to_real"](fake_clean)
+
+        # D_X and D_Y on real images and pooled, detached fakes. Their parameters are disjoint, so one backward
+        # of the sum gives each exactly the gradient of its own loss.
+        loss_d_clean = 0.5 * (
+            gan_loss(n["disc_clean"](clean_lr), True)
+            + gan_loss(n["disc_clean"](self.pool_clean.query(fake_clean)), False)
+        )
+        loss_d_real = 0.5 * (
+            gan_loss(n["disc_real"](real_lr), True)
+            + gan_loss(n["disc_real"](self.pool_real.query(fake_real)), False)
+        )
+        ops.backward(loss_d_clean + loss_d_real)
+        ops.step("D_X")
+        ops.step("D_Y")
+
+        # G and F: adversarial + cycle + identity (+ the SR term in the joint stage), discriminators frozen.
+        discs = [n["disc_clean"], n["disc_real"]]
+        set_requires_grad(discs, False)
+        lam = self.loss
+        loss_gan = gan_loss(ops.frozen(n["disc_real"])(fake_real), True) + gan_loss(
+            ops.frozen(n["disc_clean"])(fake_clean), True
+        )
+        loss_cycle = lam.lambda_cycle * (F.l1_loss(rec_clean, clean_lr) + F.l1_loss(rec_real, real_lr))
+        loss_idt = (
+            lam.lambda_cycle
+            * lam.lambda_identity
+            * (F.l1_loss(n["gen_clean_to_real"](real_lr), real_lr) + F.l1_loss(n["gen_real_to_clean"](clean_lr), clean_lr))
+        )
+        loss_g = loss_gan + loss_cycle + loss_idt
+        losses = {
+            "loss/D_X": loss_d_clean.detach(),
+            "loss/D_Y": loss_d_real.detach(),
+            "loss/G_gan": loss_gan.detach(),
+            "loss/G_cycle": loss_cycle.detach(),
+            "loss/G_identity": loss_idt.detach(),
+        }
+        if stage is Stage.JOINT:
+            loss_sr = self._joint_sr_loss(fake_real, hr, ops)
+            total = loss_g + (lam.sr_lam if lam.sr_lam > 0 else lam.cycle_sr_lam) * loss_sr
+            losses["loss/SR"] = loss_sr.detach()
+        else:
+            total = loss_g
+        ops.backward(total)
+        set_requires_grad(discs, True)
+        ops.step("G")
+        if stage is Stage.JOINT and lam.sr_lam > 0:
+            ops.step("SR")
+        losses["loss/G"] = loss_g.detach()
+        return losses
+
+    def _joint_sr_loss(self, fake_real: torch.Tensor, hr: torch.Tensor, ops: StepOps) -> torch.Tensor:
+        """MSE(SR(G(x)), HR), built once for both the G update and the SR update.
+
+        The reference builds SR(G(x)) in the G step with SR's weights requiring grad (computing SR gradients it
+        then discards), and in the SR step runs SR(G(x).detach()) forward and backward again on the same input
+        and weights. Same input and weights mean the same loss and the same SR gradient, so one forward and one
+        backward serve both: the SR net receives sr_lam × ∇MSE, and `scale_grad` hands G cycle_sr_lam × ∇MSE.
+        """
+        lam = self.loss
+        if lam.sr_lam > 0:
+            sr_out = self.nets["sr"](scale_grad(fake_real, lam.cycle_sr_lam / lam.sr_lam))
+        else:  # SR not trained: only the G term remains
+            set_requires_grad([self.nets["sr"]], False)
+            sr_out = ops.frozen(self.nets["sr"])(fake_real)
+            set_requires_grad([self.nets["sr"]], True)
+        return F.mse_loss(sr_out, hr)
+
+    def _sr_pretrain_step(self, batch: Batch, ops: StepOps) -> dict[str, torch.Tensor]:
+        loss_sr = F.mse_loss(self.nets["sr"](batch["clean_lr"]), batch["hr"])
+        ops.backward(self.loss.sr_lam * loss_sr)
+        ops.step("SR")
+        return {"loss/SR": loss_sr.detach()}
+
+    # ------------------------------------------------------------------ per-rank state for checkpoints
+    def state_dict(self) -> dict:
+        return {"pool_clean": self.pool_clean.state_dict(), "pool_real": self.pool_real.state_dict()}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self.pool_clean.load_state_dict(state["pool_clean"], device)
+        self.pool_real.load_state_dict(state["pool_real"], device)

@@ -1,0 +1,90 @@
+"""Image I/O and the value range used everywhere.
+
+Convention: tensors fed to and produced by every network are float32 in **[-1, 1]** (CycleGAN's tanh range),
+CHW (or NCHW). Files on disk and tar members are 8-bit RGB. `to_model_range` / `to_unit_range` convert.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def pil_to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, P, RGBA, I;16, CMYK, ...) and EXIF orientation -> upright RGB uint8."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit (or 32-bit int) greyscale: scale to 8 bits instead of clipping at 255.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on white so transparent pixels do not become black garbage.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as an upright HxWx3 uint8 array. Raises on unreadable files."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(pil_to_rgb(img), dtype=np.uint8).copy()
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes (a tar member) to HxWx3 uint8."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return np.asarray(pil_to_rgb(img), dtype=np.uint8).copy()
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def save_rgb(arr: np.ndarray, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def uint8_to_model(arr: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+    return t.div_(127.5).sub_(1.0)
+
+
+def model_to_uint8(t: torch.Tensor) -> np.ndarray:
+    """3xHxW tensor in [-1, 1] -> HxWx3 uint8 (rounded, clipped)."""
+    t = t.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round()
+    return t.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def to_unit_range(t: torch.Tensor) -> torch.Tensor:
+    return t.add(1).mul(0.5)
+
+
+def bicubic_resize(t: torch.Tensor, scale: float) -> torch.Tensor:
+    """Antialiased bicubic resize of a CHW or NCHW tensor by `scale` (0.25 = the clean ×4 downscale)."""
+    squeeze = t.dim() == 3
+    batch = t.unsqueeze(0) if squeeze else t
+    out = F.interpolate(batch, scale_factor=scale, mode="bicubic", antialias=scale < 1, align_corners=False)
+    return out.squeeze(0) if squeeze else out
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All image files under `root`, recursively, in a stable (sorted) order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

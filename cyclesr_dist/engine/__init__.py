@@ -1,0 +1,1 @@
+"""The training engine: Accelerate setup, update ops, checkpoints, preemption, tracking, the loop."""

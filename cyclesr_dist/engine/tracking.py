@@ -1,0 +1,81 @@
+"""Rank-0 side effects: W&B through Accelerate's tracker, a JSONL log and stdout lines.
+
+W&B mode `auto` is online when WANDB_API_KEY is set and offline otherwise. The key is read by wandb from the
+environment only; it never enters the config, the logs or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from accelerate import Accelerator
+
+from ..config import WandbConfig
+
+
+def wandb_mode(cfg: WandbConfig) -> str:
+    if cfg.mode == "auto":
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return cfg.mode
+
+
+class RunLogger:
+    """Every call is a no-op except on the main process."""
+
+    def __init__(self, accelerator: Accelerator, output_dir: Path, cfg: WandbConfig, config_dict: dict[str, Any],
+                 run_id: str | None) -> None:
+        self.accelerator = accelerator
+        self.is_main = accelerator.is_main_process
+        self.mode = wandb_mode(cfg)
+        self.run_id = run_id
+        self._wandb_run = None
+        self._jsonl = None
+        if not self.is_main:
+            return
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(output_dir / "train_log.jsonl", "a", buffering=1)
+        if self.mode != "disabled":
+            import wandb
+
+            self.run_id = run_id or secrets.token_hex(4)
+            init_kwargs = {"id": self.run_id, "resume": "allow", "mode": self.mode, "dir": str(output_dir)}
+            if cfg.entity:
+                init_kwargs["entity"] = cfg.entity
+            if cfg.name:
+                init_kwargs["name"] = cfg.name
+            accelerator.init_trackers(cfg.project, config=config_dict, init_kwargs={"wandb": init_kwargs})
+            self._wandb_run = accelerator.get_tracker("wandb", unwrap=True)
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        if not self.is_main:
+            return
+        if self._wandb_run is not None:
+            self.accelerator.log(values, step=step)
+        self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        print(f"step={step} {shown}", file=sys.stdout, flush=True)
+
+    def log_images(self, grids: dict[str, np.ndarray], step: int) -> None:
+        if not self.is_main or self._wandb_run is None:
+            return
+        import wandb
+
+        self._wandb_run.log({k: wandb.Image(v, caption=k) for k, v in grids.items()}, step=step)
+
+    def info(self, message: str) -> None:
+        if self.is_main:
+            print(message, file=sys.stdout, flush=True)
+
+    def finish(self) -> None:
+        if self.is_main:
+            if self._wandb_run is not None:
+                self.accelerator.end_training()
+            if self._jsonl:
+                self._jsonl.close()

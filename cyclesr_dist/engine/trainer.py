@@ -1,0 +1,252 @@
+"""The training loop, top to bottom: set up, resume, iterate (stage → LRs → joint step → log/validate/save),
+stop on preemption or at max_steps.
+
+The engine knows network *groups* (from `network_groups`), not the five networks by name, apart from the SR
+network it validates with.
+"""
+
+from __future__ import annotations
+
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs, set_seed
+
+from ..config import Config, config_to_dict, dump_config
+from ..cyclesr import CycleSR, Stage, build_networks, network_groups, stage_for_epoch
+from ..data.folder import FolderUnpairedLoader, paired_val_images
+from ..data.images import model_to_uint8, uint8_to_model
+from ..metrics import psnr
+from .checkpoint import CheckpointManager, load_group, load_rank_state, rng_state, set_rng_state
+from .ops import OptimizerOps, set_learning_rates
+from .preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
+from .tracking import RunLogger, wandb_mode
+
+
+def build_accelerator(config: Config) -> Accelerator:
+    handlers = []
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Without this, Accelerate forms no multi-process world on CPU: every process believes it is rank 0 of 1.
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    return Accelerator(
+        mixed_precision=config.train.mixed_precision,
+        kwargs_handlers=handlers,
+        log_with="wandb" if wandb_mode(config.wandb) != "disabled" else None,
+        step_scheduler_with_optimizer=False,
+    )
+
+
+def build_loader(config: Config, rank: int, world_size: int):
+    d = config.data
+    if d.batch_size % world_size:
+        raise ValueError(f"data.batch_size={d.batch_size} is global and must be divisible by {world_size} processes")
+    per_rank = d.batch_size // world_size
+    seed = config.seed
+    if d.kind == "folder":
+        root = Path(d.root)
+        return FolderUnpairedLoader(root / "hr", root / "real_lr", hr_patch=d.hr_patch, scale=d.scale,
+                                    batch_size=per_rank, num_workers=d.num_workers, seed=seed, rank=rank,
+                                    pin_memory=d.pin_memory)
+    from ..data.stream import StreamingUnpairedLoader, check_shards
+
+    check_shards(d.hr_shards)
+    check_shards(d.lr_shards)
+    return StreamingUnpairedLoader(d.hr_shards, d.lr_shards, hr_patch=d.hr_patch, scale=d.scale, batch_size=per_rank,
+                                   num_workers=d.num_workers, seed=seed, rank=rank, world_size=world_size,
+                                   pin_memory=d.pin_memory)
+
+
+def load_val_pairs(config: Config) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    d = config.data
+    if d.kind == "folder":
+        val = Path(d.root) / "val"
+        if (val / "lr").is_dir() and (val / "hr").is_dir():
+            return paired_val_images(val / "lr", val / "hr", d.val_max_images)
+        return []
+    if d.val_shards:
+        from ..data.shards import iter_val_pairs
+
+        pairs = list(iter_val_pairs(d.val_shards))
+        return pairs[: d.val_max_images] if d.val_max_images else pairs
+    return []
+
+
+@torch.no_grad()
+def validate(sr_net: torch.nn.Module, pairs: list, scale: int, device: torch.device) -> dict[str, float]:
+    """Mean PSNR(RGB) of SR and of bicubic on the paired validation images (border shave = scale)."""
+    was_training = sr_net.training
+    sr_net.eval()
+    sr_scores, bicubic_scores = [], []
+    for _, lr_img, hr_img in pairs:
+        lr = uint8_to_model(lr_img).unsqueeze(0).to(device)
+        hr = uint8_to_model(hr_img[: lr.shape[-2] * scale, : lr.shape[-1] * scale]).unsqueeze(0).to(device)
+        sr_scores.append(psnr(sr_net(lr).clamp(-1, 1), hr, shave=scale))
+        bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
+        bicubic_scores.append(psnr(bicubic, hr, shave=scale))
+    sr_net.train(was_training)
+    return {"val/psnr_rgb": float(np.mean(sr_scores)), "val/psnr_rgb_bicubic": float(np.mean(bicubic_scores))}
+
+
+@torch.no_grad()
+def sample_grids(model: CycleSR, unwrap, batch: dict, val_pairs: list, scale: int, device) -> dict[str, np.ndarray]:
+    """clean LR | G(clean LR) | real LR from the batch, and real LR | SR | HR from the first validation pair."""
+    gen = unwrap(model.nets["gen_clean_to_real"])
+    row = [batch["clean_lr"][:1], gen(batch["clean_lr"][:1]), batch["real_lr"][:1]]
+    grids = {"samples/translation": np.concatenate([model_to_uint8(t[0]) for t in row], axis=1)}
+    if val_pairs:
+        _, lr_img, hr_img = val_pairs[0]
+        lr = uint8_to_model(lr_img).unsqueeze(0).to(device)
+        sr = unwrap(model.nets["sr"])(lr).clamp(-1, 1)
+        lr_big = F.interpolate(lr, scale_factor=scale, mode="nearest")
+        hr = uint8_to_model(hr_img[: sr.shape[-2], : sr.shape[-1]]).unsqueeze(0).to(device)
+        grids["samples/sr"] = np.concatenate([model_to_uint8(t[0]) for t in (lr_big, sr, hr)], axis=1)
+    return grids
+
+
+def train(config: Config) -> int:
+    """Run (or resume) training. Returns the process exit status: 0 done, PREEMPTED_EXIT_CODE after a signal."""
+    accelerator = build_accelerator(config)
+    rank, world_size, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    output_dir = Path(config.output_dir)
+    if config.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+    set_seed(config.seed)  # the same seed on every rank: identical initial weights
+
+    # Networks and the four optimizers, wrapped by Accelerate (DDP when there are several processes).
+    nets = build_networks(config)
+    if config.train.channels_last:
+        nets = nets.to(memory_format=torch.channels_last)
+    groups = network_groups(config.optim)
+    optimizers = {
+        g.name: torch.optim.Adam([p for n in g.networks for p in nets[n].parameters()], lr=g.base_lr,
+                                 betas=config.optim.betas, foreach=config.optim.foreach)
+        for g in groups
+    }
+    net_names = list(nets.keys())
+    prepared = accelerator.prepare(*[nets[n] for n in net_names], *optimizers.values())
+    wrapped = torch.nn.ModuleDict(dict(zip(net_names, prepared[: len(net_names)], strict=True)))
+    optimizers = dict(zip(optimizers.keys(), prepared[len(net_names):], strict=True))
+    if config.train.compile:
+        for name in net_names:
+            wrapped[name] = torch.compile(wrapped[name])
+    model = CycleSR(wrapped, config.loss, pool_seed=config.seed * 1000 + rank)
+    ops = OptimizerOps(optimizers, config.optim.grad_clip, backward=accelerator.backward,
+                       unwrap=accelerator.unwrap_model)
+    loader = build_loader(config, rank, world_size)
+    val_pairs = load_val_pairs(config) if accelerator.is_main_process else []
+
+    # Resume.
+    barrier = accelerator.wait_for_everyone
+    manager = CheckpointManager(output_dir / "checkpoints", config.checkpoint.keep, rank, world_size, barrier)
+    resume = manager.resolve(config.checkpoint.resume)
+    step, run_id = 0, None
+    if resume is not None:
+        for g in groups:
+            state = load_group(resume, g.name)
+            for n in g.networks:
+                accelerator.unwrap_model(wrapped[n]).load_state_dict(state["nets"][n])
+            optimizers[g.name].load_state_dict(state["optimizer"])
+        rank_state = load_rank_state(resume, rank)
+        if rank_state is not None:
+            model.load_state_dict(rank_state["model"], device)
+            loader.load_state_dict(rank_state["loader"])
+            set_rng_state(rank_state["rng"])
+        step, run_id = resume.step, resume.meta.get("tracker_run_id")
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, output_dir / "config.yaml")
+    logger = RunLogger(accelerator, output_dir, config.wandb, config_to_dict(config), run_id)
+    if resume is not None:
+        logger.info(f"resumed from {resume.path} at step {step} (written by {resume.meta['world_size']} processes)")
+
+    def save(at_step: int) -> None:
+        unwrap = accelerator.unwrap_model
+        group_states = {
+            g.name: {"nets": {n: unwrap(wrapped[n]).state_dict() for n in g.networks},
+                     "optimizer": optimizers[g.name].state_dict()}
+            for g in groups
+        }
+        rank_state = {"model": model.state_dict(), "loader": loader.state_dict(), "rng": rng_state()}
+        meta = {"tracker_run_id": logger.run_id, "config": config_to_dict(config)}
+        path = manager.save(at_step, meta, group_states, rank_state)
+        logger.info(f"saved checkpoint {path}")
+
+    preemption = PreemptionFlag()
+    total = config.total_steps
+    spe = config.data.steps_per_epoch
+    status = 0
+    batches = iter(loader)
+    tic, samples_since = time.perf_counter(), 0
+    try:
+        while step < total:
+            epoch = step // spe + 1
+            stage = stage_for_epoch(epoch, config.stages)
+            lrs = {g.name: g.lr(epoch, config.stages, config.optim) for g in groups}
+            set_learning_rates(optimizers, lrs)
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            if config.train.channels_last:
+                batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            ops.grad_norms.clear()
+            with accelerator.autocast():
+                losses = model.optimize_parameters(batch, stage, ops)
+            step += 1
+            samples_since += config.data.batch_size
+
+            if step % config.train.log_every == 0 or step == total:
+                elapsed = time.perf_counter() - tic
+                values: dict[str, Any] = {k: float(v) for k, v in losses.items()}
+                values |= {f"lr/{k}": v for k, v in lrs.items()}
+                values |= {f"grad_norm/{k}": float(v) for k, v in ops.grad_norms.items()}
+                values |= {"epoch": epoch, "stage": stage.value, "samples_per_s": samples_since / elapsed}
+                values |= {f"data/skipped_{k}": v for k, v in loader.skipped().items()}
+                logger.log(values, step)
+                tic, samples_since = time.perf_counter(), 0
+            if config.train.image_every and step % config.train.image_every == 0 and accelerator.is_main_process:
+                logger.log_images(sample_grids(model, accelerator.unwrap_model, batch, val_pairs,
+                                               config.data.scale, device), step)
+            end_of_epoch = step % spe == 0
+            if accelerator.is_main_process and val_pairs and (
+                (end_of_epoch and epoch % config.train.val_every_epochs == 0) or step == total
+            ) and stage is not Stage.TRANSLATION:
+                logger.log(validate(accelerator.unwrap_model(wrapped["sr"]), val_pairs, config.data.scale, device),
+                           step)
+            stop = preemption.should_stop(device)
+            if stop or step == total or step % config.checkpoint.every_steps == 0:
+                save(step)
+            if stop:
+                logger.info(f"preempted at step {step}: checkpoint saved, exiting with {PREEMPTED_EXIT_CODE}")
+                status = PREEMPTED_EXIT_CODE
+                break
+    finally:
+        preemption.restore()
+        logger.finish()
+    accelerator.wait_for_everyone()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from ..config import load_config
+
+    parser = argparse.ArgumentParser(description="Train CycleSR.")
+    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    return train(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["train", "main", "build_accelerator", "validate"]

@@ -1,0 +1,203 @@
+"""Image quality metrics: PSNR and SSIM on RGB and on Y, and the reference's best-shift PSNR.
+
+Inputs are tensors in [-1, 1] (the model range), CHW or 1xCHW (`psnr`/`psnr_y`/`ssim`/`ssim_y` also take an NCHW
+batch and pool it); they are clamped, mapped to [0, 1] and computed in float64. `shave` drops that many pixels at
+each border before comparing (the SR convention is shave = scale).
+
+Conventions (NTIRE / BasicSR):
+- Y is ITU-R BT.601 luma as MATLAB's `rgb2ycbcr` computes it: Y = 16 + 65.481 R + 128.553 G + 24.966 B with
+  R, G, B in [0, 1], i.e. Y in [16, 235] on the [0, 255] scale; PSNR on Y uses peak 255 (here: Y / 255, peak 1).
+- SSIM is Wang et al. (2004): 11x11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03, population statistics,
+  averaged over the "valid" window positions (no padding), and over channels for RGB. It equals
+  `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=1)`. SSIM is invariant to the value scale when K1/K2 scale with the data range, so [0, 1] here gives
+  the same numbers as [0, 255] elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# MATLAB rgb2ycbcr, Y row, for R, G, B in [0, 1]; result on the [0, 255] scale.
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+_Y_OFFSET = 16.0
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def _shave(t: torch.Tensor, border: int) -> torch.Tensor:
+    return t[..., border:-border, border:-border] if border > 0 else t
+
+
+def _check_pair(sr: torch.Tensor, hr: torch.Tensor, shave: int, what: str) -> None:
+    if sr.shape != hr.shape:
+        raise ValueError(f"{what}: shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
+    if sr.dim() not in (3, 4):
+        raise ValueError(f"{what}: expected a CHW or NCHW tensor, got shape {tuple(sr.shape)}")
+    if shave < 0:
+        raise ValueError(f"{what}: shave must be >= 0, got {shave}")
+    h, w = sr.shape[-2:]
+    if h <= 2 * shave or w <= 2 * shave:
+        raise ValueError(f"{what}: shave={shave} leaves nothing of a {h}x{w} image")
+
+
+def _unit64(t: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] tensor -> float64 in [0, 1] (clamped, as a saved image would be)."""
+    return t.detach().to(torch.float64).clamp(-1, 1).add(1).mul(0.5)
+
+
+def _single_image(t: torch.Tensor, what: str) -> torch.Tensor:
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"{what}: expects one image (CHW or 1xCHW), got a batch of {t.shape[0]}")
+        t = t[0]
+    return t
+
+
+def _mse_to_psnr(mse: float) -> float:
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def rgb_to_y(t: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] (..., 3, H, W) -> BT.601 Y (MATLAB rgb2ycbcr) as (..., 1, H, W), on [0, 1]: [16, 235] / 255."""
+    if t.shape[-3] != 3:
+        raise ValueError(f"rgb_to_y: expected 3 channels, got shape {tuple(t.shape)}")
+    r, g, b = t.unbind(dim=-3)
+    y = _Y_OFFSET + _Y_WEIGHTS[0] * r + _Y_WEIGHTS[1] * g + _Y_WEIGHTS[2] * b
+    return (y / 255.0).unsqueeze(-3)
+
+
+def psnr(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> float:
+    """PSNR (dB) on RGB over the whole (N)CHW tensor, `shave` pixels dropped at each border."""
+    _check_pair(sr, hr, shave, "psnr")
+    a = _shave(_unit64(sr), shave)
+    b = _shave(_unit64(hr), shave)
+    return _mse_to_psnr(torch.mean((a - b) ** 2).item())
+
+
+def psnr_y(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> float:
+    """PSNR (dB) on BT.601 Y (peak 255 on the [0, 255] scale), `shave` pixels dropped at each border."""
+    _check_pair(sr, hr, shave, "psnr_y")
+    a = _shave(rgb_to_y(_unit64(sr)), shave)
+    b = _shave(rgb_to_y(_unit64(hr)), shave)
+    return _mse_to_psnr(torch.mean((a - b) ** 2).item())
+
+
+def _gaussian_kernel(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def _ssim_map_mean(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean SSIM of NCHW float64 tensors in [0, 1] over valid window positions and all channels."""
+    n, c, h, w = a.shape
+    if h < SSIM_WINDOW or w < SSIM_WINDOW:
+        raise ValueError(f"ssim: image of {h}x{w} (after shave) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window")
+    k = _gaussian_kernel(SSIM_WINDOW, SSIM_SIGMA, a.dtype, a.device)
+    kh = k.view(1, 1, 1, SSIM_WINDOW).expand(c, 1, 1, SSIM_WINDOW)
+    kv = k.view(1, 1, SSIM_WINDOW, 1).expand(c, 1, SSIM_WINDOW, 1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:  # separable "valid" Gaussian filter, per channel
+        return F.conv2d(F.conv2d(x, kh, groups=c), kv, groups=c)
+
+    c1 = SSIM_K1**2
+    c2 = SSIM_K2**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / den).mean().item()
+
+
+def _batched(t: torch.Tensor) -> torch.Tensor:
+    return t.unsqueeze(0) if t.dim() == 3 else t
+
+
+def ssim(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> float:
+    """SSIM on RGB (mean over channels), `shave` pixels dropped at each border. 1.0 for identical images."""
+    _check_pair(sr, hr, shave, "ssim")
+    return _ssim_map_mean(_shave(_batched(_unit64(sr)), shave), _shave(_batched(_unit64(hr)), shave))
+
+
+def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> float:
+    """SSIM on BT.601 Y (the NTIRE/SR convention), `shave` pixels dropped at each border."""
+    _check_pair(sr, hr, shave, "ssim_y")
+    a = _shave(rgb_to_y(_batched(_unit64(sr))), shave)
+    b = _shave(rgb_to_y(_batched(_unit64(hr))), shave)
+    return _ssim_map_mean(a, b)
+
+
+def best_shift(
+    sr: torch.Tensor, hr: torch.Tensor, max_shift: int = 10, shave: int = 0, channel: str = "rgb"
+) -> tuple[float, int, int]:
+    """(best PSNR, dy, dx) over integer shifts |dy|, |dx| <= max_shift, SR pixel (y, x) compared to HR (y+dy, x+dx).
+
+    The SR image minus a border of b = max(shave, max_shift) pixels is compared with every same-sized HR window
+    within ±max_shift of it. With shave <= max_shift this is exactly the reference's `find_best_PSNR(HR, SR,
+    crop_size=max_shift)` (its `val_ps_offset`); with max_shift = 0 it is `psnr(sr, hr, shave)`.
+
+    All (2K+1)^2 mean squared errors come from one FFT cross-correlation (float64) plus box sums, so the cost does
+    not grow with K; the winning shift's PSNR is then recomputed directly.
+    """
+    if channel not in ("rgb", "y"):
+        raise ValueError(f"best_shift: channel must be 'rgb' or 'y', got {channel!r}")
+    if max_shift < 0:
+        raise ValueError(f"best_shift: max_shift must be >= 0, got {max_shift}")
+    sr = _single_image(sr, "best_shift")
+    hr = _single_image(hr, "best_shift")
+    border = max(shave, max_shift)
+    _check_pair(sr, hr, border, "best_shift")
+    a, b = _unit64(sr), _unit64(hr)
+    if channel == "y":
+        a, b = rgb_to_y(a), rgb_to_y(b)
+    k = max_shift
+    _, h, w = a.shape
+    sc = a[:, border : h - border, border : w - border]  # SR centre, (c, hc, wc)
+    hc, wc = sc.shape[-2:]
+    # The HR windows start at rows/cols (border - k) .. (border + k); restrict HR to the area they cover.
+    top = border - k
+    hr_area = b[:, top : top + hc + 2 * k, top : top + wc + 2 * k]
+    if k == 0:
+        best_dy = best_dx = 0
+    else:
+        ah, aw = hr_area.shape[-2:]
+        # sum_{y,x} (H[y+i, x+j] - S[y, x])^2 = sum H^2 over the window - 2 corr(H, S)[i, j] + sum S^2
+        corr = torch.fft.irfft2(
+            torch.fft.rfft2(hr_area, s=(ah, aw)) * torch.conj(torch.fft.rfft2(sc, s=(ah, aw))), s=(ah, aw)
+        )[:, : 2 * k + 1, : 2 * k + 1].sum(0)
+        sq = F.pad((hr_area**2).sum(0).cumsum(0).cumsum(1), (1, 0, 1, 0))
+        box = sq[hc:, wc:] - sq[:-hc, wc:] - sq[hc:, :-wc] + sq[:-hc, :-wc]  # window sums, (2k+1, 2k+1)
+        sse = box - 2 * corr + (sc**2).sum()
+        idx = int(torch.argmin(sse))
+        best_dy, best_dx = idx // (2 * k + 1) - k, idx % (2 * k + 1) - k
+    window = hr_area[:, k + best_dy : k + best_dy + hc, k + best_dx : k + best_dx + wc]
+    return _mse_to_psnr(torch.mean((window - sc) ** 2).item()), best_dy, best_dx
+
+
+def best_shift_psnr(
+    sr: torch.Tensor, hr: torch.Tensor, max_shift: int = 10, shave: int = 0, channel: str = "rgb"
+) -> float:
+    """Best PSNR (dB) over integer shifts within ±`max_shift` pixels; see `best_shift` for the exact definition."""
+    return best_shift(sr, hr, max_shift=max_shift, shave=shave, channel=channel)[0]
+
+
+def image_metrics(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, max_shift: int = 0) -> dict[str, float]:
+    """psnr_rgb, ssim_rgb, psnr_y, ssim_y (and psnr_rgb_best_shift when max_shift > 0) of one image pair."""
+    out = {
+        "psnr_rgb": psnr(sr, hr, shave),
+        "ssim_rgb": ssim(sr, hr, shave),
+        "psnr_y": psnr_y(sr, hr, shave),
+        "ssim_y": ssim_y(sr, hr, shave),
+    }
+    if max_shift > 0:
+        out["psnr_rgb_best_shift"] = best_shift_psnr(sr, hr, max_shift=max_shift, shave=shave)
+    return out

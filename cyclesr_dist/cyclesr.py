@@ -160,6 +160,19 @@ def network_groups(optim: OptimConfig) -> list[NetworkGroup]:
     ]
 
 
+def build_optimizers(nets: nn.ModuleDict, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per group, holding exactly that group's networks' parameters."""
+    return {
+        g.name: torch.optim.Adam(
+            [p for name in g.networks for p in nets[name].parameters()],
+            lr=g.base_lr,
+            betas=optim.betas,
+            foreach=optim.foreach,
+        )
+        for g in network_groups(optim)
+    }
+
+
 class CycleSR:
     """Holds the networks (possibly wrapped by the engine), the image pools and the loss weights."""
 
@@ -189,8 +202,7 @@ class CycleSR:
             + gan_loss(n["disc_clean"](self.pool_clean.query(fake_clean)), False)
         )
         loss_d_real = 0.5 * (
-            gan_loss(n["disc_real"](real_lr), True)
-            + gan_loss(n["disc_real"](self.pool_real.query(fake_real)), False)
+            gan_loss(n["disc_real"](real_lr), True) + gan_loss(n["disc_real"](self.pool_real.query(fake_real)), False)
         )
         ops.backward(loss_d_clean + loss_d_real)
         ops.step("D_X")
@@ -207,7 +219,10 @@ class CycleSR:
         loss_idt = (
             lam.lambda_cycle
             * lam.lambda_identity
-            * (F.l1_loss(n["gen_clean_to_real"](real_lr), real_lr) + F.l1_loss(n["gen_real_to_clean"](clean_lr), clean_lr))
+            * (
+                F.l1_loss(n["gen_clean_to_real"](real_lr), real_lr)
+                + F.l1_loss(n["gen_real_to_clean"](clean_lr), clean_lr)
+            )
         )
         loss_g = loss_gan + loss_cycle + loss_idt
         losses = {

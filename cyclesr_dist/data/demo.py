@@ -40,8 +40,13 @@ def build_demo_data(out_dir: str | Path, scale: int = 4, seed: int = 0, val_side
     out = Path(out_dir)
     src = skimage_photo_dir()
     rng = np.random.default_rng(seed)
-    manifest: dict = {"scale": scale, "degradation": "cyclesr_dist.data.degrade.degrade_real", "hr": [],
-                      "real_lr": [], "val": []}
+    manifest: dict = {
+        "scale": scale,
+        "degradation": "cyclesr_dist.data.degrade.degrade_real",
+        "hr": [],
+        "real_lr": [],
+        "val": [],
+    }
     for name in HR_PHOTOS:
         hr = _center_crop(load_rgb(src / name), scale, max_side=768)
         save_rgb(hr, out / "hr" / f"{Path(name).stem}.png")

@@ -77,16 +77,31 @@ class _CountFrom(Sampler[int]):
 class FolderUnpairedLoader:
     """Endless iterator of batches {hr, clean_lr, real_lr}; `state_dict` is the number of samples consumed."""
 
-    def __init__(self, hr_dir: str | Path, lr_dir: str | Path, *, hr_patch: int, scale: int, batch_size: int,
-                 num_workers: int, seed: int, rank: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        hr_dir: str | Path,
+        lr_dir: str | Path,
+        *,
+        hr_patch: int,
+        scale: int,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        rank: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
         self.dataset = UnpairedFolderDataset(hr_dir, lr_dir, hr_patch, scale, seed, rank)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.consumed = 0
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         loader = DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=_CountFrom(self.consumed),
-            num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=False,
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=_CountFrom(self.consumed),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
             prefetch_factor=4 if self.num_workers else None,
         )
         for batch in loader:

@@ -86,8 +86,9 @@ class Checkpoint:
 
 
 class CheckpointManager:
-    def __init__(self, root: str | Path, keep: int, rank: int, world_size: int,
-                 barrier: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, root: str | Path, keep: int, rank: int, world_size: int, barrier: Callable[[], None] = lambda: None
+    ) -> None:
         self.root = Path(root)
         self.keep = keep
         self.rank, self.world_size = rank, world_size
@@ -129,7 +130,9 @@ class CheckpointManager:
         return read_checkpoint(path)
 
     # ------------------------------------------------------------------ saving
-    def save(self, step: int, meta: dict[str, Any], groups: dict[str, dict[str, Any]], rank_state: dict[str, Any]) -> Path:
+    def save(
+        self, step: int, meta: dict[str, Any], groups: dict[str, dict[str, Any]], rank_state: dict[str, Any]
+    ) -> Path:
         """Collective: every rank calls it with the same `step`. `groups` maps group name -> state to write."""
         name = f"step-{step:08d}"
         partial = self.root / f".partial-{name}"
@@ -192,8 +195,13 @@ def read_network_state(path: str | Path, network: str) -> tuple[str, dict[str, A
                 break
     checkpoint = read_checkpoint(path)
     model_cfg = checkpoint.meta["config"]["model"]
-    role = {"sr": "sr", "gen_clean_to_real": "generator", "gen_real_to_clean": "generator",
-            "disc_clean": "discriminator", "disc_real": "discriminator"}[network]
+    role = {
+        "sr": "sr",
+        "gen_clean_to_real": "generator",
+        "gen_real_to_clean": "generator",
+        "disc_clean": "discriminator",
+        "disc_real": "discriminator",
+    }[network]
     for group in checkpoint.meta["groups"]:
         state = load_group(checkpoint, group)
         if network in state["nets"]:

@@ -7,8 +7,8 @@ environment only; it never enters the config, the logs or a checkpoint.
 from __future__ import annotations
 
 import json
-import secrets
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -29,8 +29,14 @@ def wandb_mode(cfg: WandbConfig) -> str:
 class RunLogger:
     """Every call is a no-op except on the main process."""
 
-    def __init__(self, accelerator: Accelerator, output_dir: Path, cfg: WandbConfig, config_dict: dict[str, Any],
-                 run_id: str | None) -> None:
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        output_dir: Path,
+        cfg: WandbConfig,
+        config_dict: dict[str, Any],
+        run_id: str | None,
+    ) -> None:
         self.accelerator = accelerator
         self.is_main = accelerator.is_main_process
         self.mode = wandb_mode(cfg)
@@ -42,8 +48,6 @@ class RunLogger:
         output_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(output_dir / "train_log.jsonl", "a", buffering=1)
         if self.mode != "disabled":
-            import wandb
-
             self.run_id = run_id or secrets.token_hex(4)
             init_kwargs = {"id": self.run_id, "resume": "allow", "mode": self.mode, "dir": str(output_dir)}
             if cfg.entity:

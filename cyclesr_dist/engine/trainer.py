@@ -7,7 +7,6 @@ network it validates with.
 
 from __future__ import annotations
 
-
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, set_seed
 
 from ..config import Config, config_to_dict, dump_config
-from ..cyclesr import CycleSR, Stage, build_networks, network_groups, stage_for_epoch
+from ..cyclesr import CycleSR, Stage, build_networks, build_optimizers, network_groups, stage_for_epoch
 from ..data.folder import FolderUnpairedLoader, paired_val_images
 from ..data.images import model_to_uint8, uint8_to_model
 from ..metrics import psnr
@@ -52,16 +51,33 @@ def build_loader(config: Config, rank: int, world_size: int):
     seed = config.seed
     if d.kind == "folder":
         root = Path(d.root)
-        return FolderUnpairedLoader(root / "hr", root / "real_lr", hr_patch=d.hr_patch, scale=d.scale,
-                                    batch_size=per_rank, num_workers=d.num_workers, seed=seed, rank=rank,
-                                    pin_memory=d.pin_memory)
+        return FolderUnpairedLoader(
+            root / "hr",
+            root / "real_lr",
+            hr_patch=d.hr_patch,
+            scale=d.scale,
+            batch_size=per_rank,
+            num_workers=d.num_workers,
+            seed=seed,
+            rank=rank,
+            pin_memory=d.pin_memory,
+        )
     from ..data.stream import StreamingUnpairedLoader, check_shards
 
     check_shards(d.hr_shards)
     check_shards(d.lr_shards)
-    return StreamingUnpairedLoader(d.hr_shards, d.lr_shards, hr_patch=d.hr_patch, scale=d.scale, batch_size=per_rank,
-                                   num_workers=d.num_workers, seed=seed, rank=rank, world_size=world_size,
-                                   pin_memory=d.pin_memory)
+    return StreamingUnpairedLoader(
+        d.hr_shards,
+        d.lr_shards,
+        hr_patch=d.hr_patch,
+        scale=d.scale,
+        batch_size=per_rank,
+        num_workers=d.num_workers,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=d.pin_memory,
+    )
 
 
 def load_val_pairs(config: Config) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -125,21 +141,18 @@ def train(config: Config) -> int:
     if config.train.channels_last:
         nets = nets.to(memory_format=torch.channels_last)
     groups = network_groups(config.optim)
-    optimizers = {
-        g.name: torch.optim.Adam([p for n in g.networks for p in nets[n].parameters()], lr=g.base_lr,
-                                 betas=config.optim.betas, foreach=config.optim.foreach)
-        for g in groups
-    }
+    optimizers = build_optimizers(nets, config.optim)
     net_names = list(nets.keys())
     prepared = accelerator.prepare(*[nets[n] for n in net_names], *optimizers.values())
     wrapped = torch.nn.ModuleDict(dict(zip(net_names, prepared[: len(net_names)], strict=True)))
-    optimizers = dict(zip(optimizers.keys(), prepared[len(net_names):], strict=True))
+    optimizers = dict(zip(optimizers.keys(), prepared[len(net_names) :], strict=True))
     if config.train.compile:
         for name in net_names:
             wrapped[name] = torch.compile(wrapped[name])
     model = CycleSR(wrapped, config.loss, pool_seed=config.seed * 1000 + rank)
-    ops = OptimizerOps(optimizers, config.optim.grad_clip, backward=accelerator.backward,
-                       unwrap=accelerator.unwrap_model)
+    ops = OptimizerOps(
+        optimizers, config.optim.grad_clip, backward=accelerator.backward, unwrap=accelerator.unwrap_model
+    )
     loader = build_loader(config, rank, world_size)
     val_pairs = load_val_pairs(config) if accelerator.is_main_process else []
 
@@ -170,8 +183,10 @@ def train(config: Config) -> int:
     def save(at_step: int) -> None:
         unwrap = accelerator.unwrap_model
         group_states = {
-            g.name: {"nets": {n: unwrap(wrapped[n]).state_dict() for n in g.networks},
-                     "optimizer": optimizers[g.name].state_dict()}
+            g.name: {
+                "nets": {n: unwrap(wrapped[n]).state_dict() for n in g.networks},
+                "optimizer": optimizers[g.name].state_dict(),
+            }
             for g in groups
         }
         rank_state = {"model": model.state_dict(), "loader": loader.state_dict(), "rng": rng_state()}
@@ -210,14 +225,19 @@ def train(config: Config) -> int:
                 logger.log(values, step)
                 tic, samples_since = time.perf_counter(), 0
             if config.train.image_every and step % config.train.image_every == 0 and accelerator.is_main_process:
-                logger.log_images(sample_grids(model, accelerator.unwrap_model, batch, val_pairs,
-                                               config.data.scale, device), step)
+                logger.log_images(
+                    sample_grids(model, accelerator.unwrap_model, batch, val_pairs, config.data.scale, device), step
+                )
             end_of_epoch = step % spe == 0
-            if accelerator.is_main_process and val_pairs and (
-                (end_of_epoch and epoch % config.train.val_every_epochs == 0) or step == total
-            ) and stage is not Stage.TRANSLATION:
-                logger.log(validate(accelerator.unwrap_model(wrapped["sr"]), val_pairs, config.data.scale, device),
-                           step)
+            if (
+                accelerator.is_main_process
+                and val_pairs
+                and ((end_of_epoch and epoch % config.train.val_every_epochs == 0) or step == total)
+                and stage is not Stage.TRANSLATION
+            ):
+                logger.log(
+                    validate(accelerator.unwrap_model(wrapped["sr"]), val_pairs, config.data.scale, device), step
+                )
             stop = preemption.should_stop(device)
             if stop or step == total or step % config.checkpoint.every_steps == 0:
                 save(step)

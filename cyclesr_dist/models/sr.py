@@ -33,7 +33,12 @@ class LRSpaceVDSR(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, out_channels: int = 3, nf: int = 64, nb: int = 20, upscale: int = 4,
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        nf: int = 64,
+        nb: int = 20,
+        upscale: int = 4,
         norm: str = "none",
     ) -> None:
         super().__init__()
@@ -70,7 +75,12 @@ class SRResNet(nn.Module):
     """SRResNet (Ledig et al. 2017): 9×9 head, `nb` residual blocks, global skip, pixel-shuffle ×2 stages, 9×9 tail."""
 
     def __init__(
-        self, in_channels: int = 3, out_channels: int = 3, nf: int = 64, nb: int = 16, upscale: int = 4,
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        nf: int = 64,
+        nb: int = 16,
+        upscale: int = 4,
         norm: str = "batch",
     ) -> None:
         super().__init__()

@@ -1,0 +1,74 @@
+"""The reference implementation's update *structure*, kept literally as a yardstick.
+
+Not used for training. Tests check that `CycleSR.optimize_parameters` (which drops the reference's redundant
+work) produces the same weights as this, and `benchmarks/train_throughput.py` times both. Differences from the
+optimised step, all of them wasted work with identical results:
+- each discriminator has its own backward;
+- the G step builds SR(G(x)) with SR's weights requiring grad, so its backward computes SR weight gradients that
+  are then zeroed;
+- the SR step runs SR(G(x).detach()) forward and backward again on the same input and weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .cyclesr import Batch, CycleSR, Stage, gan_loss, set_requires_grad
+
+
+def _step(optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    if grad_clip > 0:
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+    optimizer.step()
+
+
+def reference_optimize_parameters(
+    model: CycleSR, batch: Batch, stage: Stage, optimizers: dict[str, torch.optim.Optimizer], grad_clip: float
+) -> None:
+    n, lam = model.nets, model.loss
+    clean_lr, real_lr, hr = batch["clean_lr"], batch["real_lr"], batch["hr"]
+    if stage is Stage.SR_PRETRAIN:
+        optimizers["SR"].zero_grad()
+        (lam.sr_lam * F.mse_loss(n["sr"](clean_lr), hr)).backward()
+        _step(optimizers["SR"], grad_clip)
+        return
+
+    fake_real = n["gen_clean_to_real"](clean_lr)
+    rec_clean = n["gen_real_to_clean"](fake_real)
+    fake_clean = n["gen_real_to_clean"](real_lr)
+    rec_real = n["gen_clean_to_real"](fake_clean)
+
+    # D_X, then D_Y, each with its own backward and step.
+    for group, disc, real, pool, fake in (
+        ("D_X", n["disc_clean"], clean_lr, model.pool_clean, fake_clean),
+        ("D_Y", n["disc_real"], real_lr, model.pool_real, fake_real),
+    ):
+        optimizers[group].zero_grad()
+        loss_d = 0.5 * (gan_loss(disc(real), True) + gan_loss(disc(pool.query(fake)), False))
+        loss_d.backward()
+        _step(optimizers[group], grad_clip)
+
+    # G step: discriminators frozen, SR *not* frozen (its gradients are computed and later discarded).
+    set_requires_grad([n["disc_clean"], n["disc_real"]], False)
+    optimizers["G"].zero_grad()
+    loss_g = (
+        gan_loss(n["disc_real"](fake_real), True)
+        + gan_loss(n["disc_clean"](fake_clean), True)
+        + lam.lambda_cycle * (F.l1_loss(rec_clean, clean_lr) + F.l1_loss(rec_real, real_lr))
+        + lam.lambda_cycle
+        * lam.lambda_identity
+        * (F.l1_loss(n["gen_clean_to_real"](real_lr), real_lr) + F.l1_loss(n["gen_real_to_clean"](clean_lr), clean_lr))
+    )
+    if stage is Stage.JOINT:
+        loss_g = loss_g + lam.cycle_sr_lam * F.mse_loss(n["sr"](fake_real), hr)
+    loss_g.backward()
+    _step(optimizers["G"], grad_clip)
+    set_requires_grad([n["disc_clean"], n["disc_real"]], True)
+
+    # SR step: forward and backward again on the same G(x).
+    if stage is Stage.JOINT:
+        optimizers["SR"].zero_grad()
+        (lam.sr_lam * F.mse_loss(n["sr"](fake_real.detach()), hr)).backward()
+        _step(optimizers["SR"], grad_clip)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cyclesr_dist.config import ConfigError, config_to_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_reference_config_holds_the_reference_hyper_parameters():
+    c = load_config(ROOT / "configs" / "cyclesr.yaml")
+    assert (c.loss.lambda_cycle, c.loss.lambda_identity, c.loss.pool_size) == (10.0, 0.5, 50)
+    assert (c.loss.sr_lam, c.loss.cycle_sr_lam, c.optim.grad_clip) == (1000.0, 1000.0, 50.0)
+    assert (c.optim.cyc_lr, c.optim.sr_lr, c.optim.n_epoch, c.optim.n_epoch_decay) == (2e-4, 1e-4, 100, 100)
+    assert (c.data.hr_patch, c.data.scale, c.data.batch_size) == (480, 4, 64)
+    assert (c.stages.sr_pretrain_epoch, c.stages.joint_epoch, c.train.val_every_epochs) == (6, 7, 5)
+    assert c.model.sr.name == "vdsr_lr" and c.model.generator.name == "resnet"
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        load_config(path)
+
+
+def test_overrides_are_typed_and_nested():
+    c = load_config(ROOT / "configs" / "demo.yaml", ["optim.cyc_lr=1e-3", "model.sr.args.nb=2", "seed=7"])
+    assert c.optim.cyc_lr == 1e-3 and c.seed == 7
+    assert c.model.sr.args["nb"] == 2 and c.model.sr.args["nf"] == 32  # merged into the file's args
+    assert config_to_dict(c)["optim"]["betas"] == [0.5, 0.999]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.cyc_lrr=1", r"unknown config key 'optim.cyc_lrr'; valid keys here: cyc_lr, sr_lr"),
+        ("nope=1", r"unknown config key 'nope'; valid keys here: output_dir, seed, max_steps"),
+        ("seed=1.5", r"seed: expected an integer, got 1.5"),
+        ("optim.cyc_lr=fast", r"optim.cyc_lr: expected a number, got 'fast'"),
+        ("data.kind=hdf5", r"data.kind: 'hdf5' is not one of \['folder', 'webdataset'\]"),
+        ("optim.betas=[0.5]", r"optim.betas: expected a list of 2 values"),
+        ("train.deterministic=maybe", r"train.deterministic: expected true/false"),
+        ("seed", r"must look like key.sub=value"),
+    ],
+)
+def test_bad_keys_and_types_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs" / "demo.yaml", [override])
+
+
+def test_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss:\n  lambda_cycl: 10\n")
+    with pytest.raises(ConfigError, match="unknown config key 'loss.lambda_cycl'"):
+        load_config(bad)

@@ -1,0 +1,158 @@
+"""The joint step: optimizer ownership, gradient routing per stage, equivalence with the reference structure,
+the image pool and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import random_batch, tiny_config
+
+from cyclesr_dist.config import OptimConfig, StageConfig
+from cyclesr_dist.cyclesr import (
+    CycleSR,
+    ImagePool,
+    Stage,
+    build_networks,
+    build_optimizers,
+    network_groups,
+    stage_for_epoch,
+)
+from cyclesr_dist.engine.ops import OptimizerOps
+from cyclesr_dist.reference import reference_optimize_parameters
+
+
+def make_model(seed: int = 0, **overrides: str):
+    torch.manual_seed(seed)
+    config = tiny_config(**overrides)
+    nets = build_networks(config)
+    return config, CycleSR(nets, config.loss, pool_seed=seed), build_optimizers(nets, config.optim)
+
+
+class RecordingOps(OptimizerOps):
+    """Real clip/step, plus a snapshot of every parameter's gradient at the moment each group steps."""
+
+    def __init__(self, optimizers, grad_clip, nets):
+        super().__init__(optimizers, grad_clip)
+        self.nets = nets
+        self.at_step: dict[str, dict[str, list]] = {}
+
+    def step(self, group: str) -> None:
+        self.at_step[group] = {
+            name: [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+            for name, net in self.nets.items()
+        }
+        super().step(group)
+
+
+def test_each_optimizer_holds_exactly_its_networks():
+    config, model, optimizers = make_model()
+    for group in network_groups(config.optim):
+        held = {id(p) for g in optimizers[group.name].param_groups for p in g["params"]}
+        own = {id(p) for n in group.networks for p in model.nets[n].parameters()}
+        assert held == own, group.name
+    assert set(optimizers) == {"G", "D_X", "D_Y", "SR"}
+    assert optimizers["G"].defaults["betas"] == (0.5, 0.999)
+
+
+def test_g_step_leaves_discriminators_alone_and_sr_gets_only_its_own_gradient():
+    config, model, optimizers = make_model()
+    batch = random_batch()
+    ops = RecordingOps(optimizers, 0.0, model.nets)  # no clipping: compare raw gradients
+    sr_before = copy.deepcopy(model.nets["sr"])
+    model.optimize_parameters(batch, Stage.JOINT, ops)
+    at_g = ops.at_step["G"]
+    # The discriminators were stepped and zeroed before the G backward; it must not have produced gradients.
+    assert all(g is None for g in at_g["disc_clean"] + at_g["disc_real"])
+    # SR's gradient when G steps is exactly the SR step's gradient: sr_lam × ∇ MSE(SR(G(x).detach()), HR).
+    # G has been stepped since; rebuild G(x) with the weights it had, from a fresh copy of the initial model.
+    _, fresh, _ = make_model()
+    fake_real = fresh.nets["gen_clean_to_real"](batch["clean_lr"]).detach()
+    loss = config.loss.sr_lam * torch.nn.functional.mse_loss(sr_before(fake_real), batch["hr"])
+    expected = torch.autograd.grad(loss, list(sr_before.parameters()))
+    for got, want in zip(at_g["sr"], expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def _g_grads(stage: Stage, cycle_sr_lam: float):
+    config, model, optimizers = make_model(**{"loss.cycle_sr_lam": str(cycle_sr_lam)})
+    ops = RecordingOps(optimizers, 0.0, model.nets)
+    model.optimize_parameters(random_batch(), stage, ops)
+    return torch.cat([g.flatten() for g in ops.at_step["G"]["gen_clean_to_real"]])
+
+
+def test_sr_loss_reaches_generator_only_in_joint_stage():
+    joint_with, joint_without = _g_grads(Stage.JOINT, 1000.0), _g_grads(Stage.JOINT, 0.0)
+    assert (joint_with - joint_without).abs().max() > 1e-3
+    trans_with, trans_without = _g_grads(Stage.TRANSLATION, 1000.0), _g_grads(Stage.TRANSLATION, 0.0)
+    torch.testing.assert_close(trans_with, trans_without, rtol=0, atol=0)
+    torch.testing.assert_close(trans_without, joint_without, rtol=1e-5, atol=1e-7)
+
+
+def test_translation_stage_does_not_touch_sr_and_pretrain_touches_only_sr():
+    config, model, optimizers = make_model()
+    before = copy.deepcopy(model.nets.state_dict())
+    model.optimize_parameters(random_batch(), Stage.TRANSLATION, OptimizerOps(optimizers, 50.0))
+    after = model.nets.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("sr."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("gen_clean_to_real."))
+    before = copy.deepcopy(after)
+    model.optimize_parameters(random_batch(), Stage.SR_PRETRAIN, OptimizerOps(optimizers, 50.0))
+    after = model.nets.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"sr"}
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("lams", [(1000.0, 1000.0), (1000.0, 250.0)])
+def test_optimised_step_equals_reference_structure(stage, lams):
+    sr_lam, cycle_sr_lam = lams
+    overrides = {"loss.sr_lam": str(sr_lam), "loss.cycle_sr_lam": str(cycle_sr_lam)}
+    _, ours, our_opts = make_model(**overrides)
+    config, ref, ref_opts = make_model(**overrides)
+    for i in range(3):  # several iterations: pools fill and swap, Adam state builds up
+        batch = random_batch(seed=i)
+        ours.optimize_parameters(batch, stage, OptimizerOps(our_opts, config.optim.grad_clip))
+        reference_optimize_parameters(ref, batch, stage, ref_opts, config.optim.grad_clip)
+    for (name, a), b in zip(ours.nets.state_dict().items(), ref.nets.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_image_pool_fills_then_swaps_and_checkpoints():
+    pool = ImagePool(3, seed=0)
+    first = torch.arange(3.0).view(3, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling: the images come straight back
+    assert len(pool.images) == 3
+    state = pool.state_dict()
+    new = torch.arange(100.0, 150.0).view(50, 1, 1, 1)
+    out = pool.query(new)
+    swapped = (out != new).flatten()
+    # With p=0.5 per image, roughly half come from history; the pool never exceeds its size.
+    assert 10 < int(swapped.sum()) < 40 and len(pool.images) == 3
+    # Restoring the state reproduces the same choices.
+    again = ImagePool(3, seed=123)
+    again.load_state_dict(state)
+    assert torch.equal(again.query(new), out)
+    assert torch.equal(ImagePool(0, seed=0).query(new), new)
+
+
+def test_stage_boundaries_and_learning_rates():
+    stages = StageConfig()  # reference: translation 1-5, SR pre-train 6, joint 7+
+    optim = OptimConfig()  # 100 flat + 100 decay; cyc_lr 2e-4, SR 1e-4
+    assert [stage_for_epoch(e, stages) for e in (1, 5, 6, 7, 200)] == [
+        Stage.TRANSLATION,
+        Stage.TRANSLATION,
+        Stage.SR_PRETRAIN,
+        Stage.JOINT,
+        Stage.JOINT,
+    ]
+    groups = {g.name: g for g in network_groups(optim)}
+    lr = {name: (lambda e, g=g: g.lr(e, stages, optim)) for name, g in groups.items()}
+    assert lr["G"](5) == 2e-4 and lr["SR"](5) == 1e-4
+    assert lr["G"](6) == 0.0 and lr["D_X"](6) == 0.0 and lr["D_Y"](6) == 0.0 and lr["SR"](6) == 1e-4
+    assert lr["G"](7) == 2e-4
+    assert lr["G"](100) == 2e-4 and lr["SR"](100) == 1e-4  # last flat epoch
+    assert lr["G"](101) == pytest.approx(2e-4 * (1 - 1 / 101))  # first decay epoch
+    assert lr["SR"](150) == pytest.approx(1e-4 * (1 - 50 / 101))
+    assert lr["G"](200) == pytest.approx(2e-4 / 101) and lr["G"](201) == 0.0 and lr["G"](300) == 0.0

@@ -1,0 +1,102 @@
+"""Networks at the reference config: parameter counts derived by hand, shapes, registry behaviour."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cyclesr_dist.config import load_config
+from cyclesr_dist.cyclesr import build_networks
+from cyclesr_dist.models import DISCRIMINATORS, GENERATORS, SR_NETS
+
+
+def n_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def conv(cin: int, cout: int, k: int, bias: bool = True) -> int:
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def test_resnet_generator_parameter_count():
+    # ngf=64, instance norm without affine (so convs keep their bias), 2 downsamplings, 9 blocks, transpose ups.
+    expected = (
+        conv(3, 64, 7)
+        + conv(64, 128, 3)
+        + conv(128, 256, 3)
+        + 9 * 2 * conv(256, 256, 3)
+        + conv(256, 128, 3)  # ConvTranspose2d(256->128): same count as a conv
+        + conv(128, 64, 3)
+        + conv(64, 3, 7)
+    )
+    assert expected == 11_378_179
+    assert n_params(GENERATORS.build("resnet")) == expected
+
+
+def test_patchgan_parameter_count():
+    # 4×4 convs 3->64 (s2), 64->128 (s2), 128->256 (s2), 256->512 (s1), 512->1 (s1); one output channel.
+    expected = conv(3, 64, 4) + conv(64, 128, 4) + conv(128, 256, 4) + conv(256, 512, 4) + conv(512, 1, 4)
+    assert expected == 2_764_737
+    assert n_params(DISCRIMINATORS.build("patchgan")) == expected
+
+
+def test_lr_space_vdsr_parameter_count():
+    # head 3->64, 20 body convs + 1 LR conv at 64->64, two pixel-shuffle convs 64->256, HR conv 64->64, 64->3.
+    no_norm = conv(3, 64, 3) + 21 * conv(64, 64, 3) + 2 * conv(64, 256, 3) + conv(64, 64, 3) + conv(64, 3, 3)
+    assert no_norm == 1_111_363
+    assert n_params(SR_NETS.build("vdsr_lr")) == no_norm
+    # batch norm adds weight+bias (2×64) after each of the 21 body convs
+    assert n_params(SR_NETS.build("vdsr_lr", {"norm": "batch"})) == no_norm + 21 * 2 * 64
+
+
+def test_srresnet_parameter_count():
+    # 9×9 head + PReLU(64); 16 blocks of two convs + two BN + PReLU(64); conv+BN; 2 shuffle convs + PReLU; 9×9 tail.
+    block = 2 * conv(64, 64, 3) + 2 * 128 + 64
+    expected = conv(3, 64, 9) + 64 + 16 * block + conv(64, 64, 3) + 128 + 2 * (conv(64, 256, 3) + 64) + conv(64, 3, 9)
+    assert n_params(SR_NETS.build("srresnet")) == expected
+
+
+@pytest.mark.parametrize("up_mode", ["transpose", "pixelshuffle", "resize"])
+def test_shapes(up_mode):
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "up_mode": up_mode})
+    out = g(x)
+    assert out.shape == x.shape and out.abs().max() <= 1
+    assert DISCRIMINATORS.build("patchgan", {"ndf": 8})(x).shape == (2, 1, 2, 2)
+    for name in SR_NETS.names():
+        assert SR_NETS.build(name, {"nf": 8, "nb": 1})(x).shape == (2, 3, 128, 128)
+
+
+def test_weight_init_is_normal_002():
+    g = GENERATORS.build("resnet")
+    w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.Conv2d)])
+    assert abs(w.mean().item()) < 1e-3 and abs(w.std().item() - 0.02) < 1e-3
+
+
+def test_registry_errors_name_the_problem():
+    with pytest.raises(KeyError, match="unknown super-resolution network 'nope'.*srresnet.*vdsr_lr"):
+        SR_NETS.build("nope")
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['nblocks'\]; valid: .*nb"):
+        SR_NETS.build("vdsr_lr", {"nblocks": 3})
+
+
+def test_a_new_sr_net_is_one_class_and_one_registry_entry():
+    @SR_NETS.register("test_bicubic_plus_conv")
+    class BicubicPlusConv(nn.Module):
+        def __init__(self, upscale: int = 4) -> None:
+            super().__init__()
+            self.upscale = upscale
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            up = nn.functional.interpolate(x, scale_factor=self.upscale, mode="bicubic")
+            return up + self.conv(up)
+
+    try:
+        config = load_config(None, ["model.sr.name=test_bicubic_plus_conv", "model.sr.args={}"])
+        nets = build_networks(config)
+        assert isinstance(nets["sr"], BicubicPlusConv)
+        assert nets["sr"](torch.zeros(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    finally:
+        SR_NETS._entries.pop("test_bicubic_plus_conv")

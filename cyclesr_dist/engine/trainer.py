@@ -32,10 +32,13 @@ from .tracking import RunLogger, wandb_mode
 
 def build_accelerator(config: Config) -> Accelerator:
     handlers = []
-    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Without this, Accelerate forms no multi-process world on CPU: every process believes it is rank 0 of 1.
+    on_cpu = not torch.cuda.is_available()
+    if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Without gloo Accelerate forms no multi-process world on CPU (every process believes it is rank 0 of 1);
+        # without cpu=True it forms one but reports DistributedType.NO and `prepare` wraps nothing in DDP.
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
     return Accelerator(
+        cpu=on_cpu,
         mixed_precision=config.train.mixed_precision,
         kwargs_handlers=handlers,
         log_with="wandb" if wandb_mode(config.wandb) != "disabled" else None,
@@ -127,6 +130,21 @@ def sample_grids(model: CycleSR, unwrap, batch: dict, val_pairs: list, scale: in
     return grids
 
 
+def check_replicas_identical(nets: dict[str, torch.nn.Module], device: torch.device) -> None:
+    """Every rank must hold the same weights (DDP keeps them so); a silent divergence would make the sharded
+    checkpoint, whose groups are written by different ranks, inconsistent. Cheap: one float64 sum per network."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    sums = [sum(p.detach().double().sum().item() for p in net.parameters()) for net in nets.values()]
+    sums = torch.tensor(sums, dtype=torch.float64, device=device)
+    gathered = [torch.zeros_like(sums) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, sums)
+    for other in gathered[1:]:
+        if not torch.equal(other, gathered[0]):
+            per_net = dict(zip(nets, torch.stack(gathered).T.tolist(), strict=True))
+            raise RuntimeError(f"network replicas differ across ranks (parameter sums per rank): {per_net}")
+
+
 def train(config: Config) -> int:
     """Run (or resume) training. Returns the process exit status: 0 done, PREEMPTED_EXIT_CODE after a signal."""
     accelerator = build_accelerator(config)
@@ -157,7 +175,12 @@ def train(config: Config) -> int:
     val_pairs = load_val_pairs(config) if accelerator.is_main_process else []
 
     # Resume.
-    barrier = accelerator.wait_for_everyone
+
+    def barrier() -> None:
+        # Plain torch barrier: Accelerate's passes device_ids, which means nothing to gloo.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
     manager = CheckpointManager(output_dir / "checkpoints", config.checkpoint.keep, rank, world_size, barrier)
     resume = manager.resolve(config.checkpoint.resume)
     step, run_id = 0, None
@@ -182,6 +205,7 @@ def train(config: Config) -> int:
 
     def save(at_step: int) -> None:
         unwrap = accelerator.unwrap_model
+        check_replicas_identical({n: unwrap(wrapped[n]) for n in net_names}, device)
         group_states = {
             g.name: {
                 "nets": {n: unwrap(wrapped[n]).state_dict() for n in g.networks},
@@ -248,7 +272,7 @@ def train(config: Config) -> int:
     finally:
         preemption.restore()
         logger.finish()
-    accelerator.wait_for_everyone()
+    barrier()
     return status
 
 

@@ -1,0 +1,268 @@
+"""Real multi-process training on CPU (gloo) under `accelerate launch`: DDP, preemption, exact resume,
+2→1 resume, SIGKILL during a save, and the offline W&B run. No mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from cyclesr_dist.engine.checkpoint import CheckpointManager, load_file, read_checkpoint
+from cyclesr_dist.engine.preemption import PREEMPTED_EXIT_CODE
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+_port = [29700 + os.getpid() % 500]
+
+
+def launch(n_procs: int, *overrides: str, env: dict | None = None) -> subprocess.Popen:
+    """`accelerate launch` with n CPU processes (torchrun under the hood), or plain `python train.py` for 1."""
+    if n_procs > 1:
+        _port[0] += 1
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(n_procs),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_port[0]),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "train.py",
+        ]
+    else:
+        cmd = [sys.executable, "train.py"]
+    return subprocess.Popen(
+        cmd + ["--config", "configs/demo.yaml", *overrides],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def base_overrides(data: Path, out: Path, steps: int) -> list[str]:
+    return [
+        f"data.root={data}",
+        f"output_dir={out}",
+        f"max_steps={steps}",
+        "data.steps_per_epoch=4",
+        "stages.sr_pretrain_epoch=2",
+        "stages.joint_epoch=3",
+        "train.log_every=1",
+        "train.val_every_epochs=100",
+        "train.image_every=0",
+        "train.deterministic=true",
+        "checkpoint.every_steps=1000",
+        "wandb.mode=disabled",
+        "data.num_workers=0",
+    ]
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    ckpt = CheckpointManager(out / "checkpoints", 1, 0, 1).latest()
+    weights = {}
+    for group in ckpt.meta["groups"]:
+        state = load_file(ckpt.path / f"group-{group}.pt")
+        for net, sd in state["nets"].items():
+            weights |= {f"{net}.{k}": v for k, v in sd.items()}
+    return weights
+
+
+def logged(out: Path) -> dict[int, dict]:
+    """step -> every value logged at that step (training and validation rows merged)."""
+    records: dict[int, dict] = {}
+    for row in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()):
+        records.setdefault(row["step"], {}).update(row)
+    return records
+
+
+def wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    log = out / "train_log.jsonl"
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        if log.exists() and any(json.loads(line)["step"] >= step for line in log.read_text().splitlines()):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"step {step} not reached")
+
+
+def wandb_history_values(run_dir: Path, key: str) -> list[float]:
+    """Values of `key` in the run's .wandb file: protobuf HistoryItem {key = field 2, value_json = field 16}."""
+    raw = next(run_dir.glob("run-*.wandb")).read_bytes()
+    tag = b"\x12" + bytes([len(key)]) + key.encode() + b"\x82\x01"
+    values = []
+    for match in re.finditer(re.escape(tag), raw):
+        length = raw[match.end()]
+        values.append(json.loads(raw[match.end() + 1 : match.end() + 1 + length]))
+    return values
+
+
+def worker_pids(launcher: subprocess.Popen) -> list[int]:
+    children = psutil.Process(launcher.pid).children(recursive=True)
+    return [
+        c.pid
+        for c in children
+        if any("train.py" in part for part in c.cmdline()) and "accelerate" not in " ".join(c.cmdline())
+    ]
+
+
+@pytest.fixture(scope="module")
+def straight_run(demo_data, tmp_path_factory):
+    """2 processes, 16 steps (translation, SR pre-train and joint stages), uninterrupted."""
+    out = tmp_path_factory.mktemp("straight")
+    code, log = finish(launch(2, *base_overrides(demo_data, out, 16)))
+    assert code == 0, log[-4000:]
+    return out
+
+
+def test_ddp_two_processes(straight_run):
+    ckpt = read_checkpoint(straight_run / "checkpoints" / "step-00000016")
+    assert ckpt.meta["world_size"] == 2
+    assert (ckpt.path / "rank-0.pt").is_file() and (ckpt.path / "rank-1.pt").is_file()
+    records = logged(straight_run)
+    assert [records[s]["stage"] for s in (1, 5, 9, 16)] == ["translation", "sr_pretrain", "joint", "joint"]
+    assert records[5]["lr/G"] == 0.0 and records[5]["lr/SR"] > 0
+
+
+def test_preempted_run_resumes_bitwise_identical(straight_run, demo_data, tmp_path):
+    out = tmp_path / "resumed"
+    proc = launch(2, *base_overrides(demo_data, out, 16))
+    wait_for_step(out, 6, proc)
+    # Signal one rank only: the ranks agree at the next step boundary and save together.
+    os.kill(worker_pids(proc)[-1], signal.SIGTERM)
+    code, log = finish(proc)
+    assert f"exiting with {PREEMPTED_EXIT_CODE}" in log, log[-4000:]
+    stopped_at = CheckpointManager(out / "checkpoints", 1, 0, 1).latest().step
+    assert 6 <= stopped_at < 16
+
+    code, log = finish(launch(2, *base_overrides(demo_data, out, 16)))  # resume=auto is the default
+    assert code == 0, log[-4000:]
+    assert f"resumed from {out / 'checkpoints' / f'step-{stopped_at:08d}'} at step {stopped_at}" in log
+    straight, resumed = final_weights(straight_run), final_weights(out)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    a, b = logged(straight_run), logged(out)
+    for step in range(stopped_at + 1, 17):
+        assert a[step]["loss/SR" if "loss/SR" in a[step] else "loss/G"] == b[step].get(
+            "loss/SR" if "loss/SR" in a[step] else "loss/G"
+        ), step
+
+
+def test_checkpoint_from_two_processes_resumes_on_one(straight_run, demo_data, tmp_path):
+    out = tmp_path / "two_to_one"
+    code, log = finish(launch(2, *base_overrides(demo_data, out, 8)))
+    assert code == 0, log[-3000:]
+    code, log = finish(launch(1, *base_overrides(demo_data, out, 12)))
+    assert code == 0, log[-3000:]
+    assert "at step 8 (written by 2 processes)" in log
+    assert read_checkpoint(out / "checkpoints" / "step-00000012").meta["world_size"] == 1
+
+
+def test_single_process_preemption_exit_code(demo_data, tmp_path):
+    out = tmp_path / "single"
+    proc = launch(1, *base_overrides(demo_data, out, 500))
+    wait_for_step(out, 2, proc)
+    proc.send_signal(signal.SIGUSR1)
+    code, log = finish(proc)
+    assert code == PREEMPTED_EXIT_CODE, log[-3000:]
+    assert CheckpointManager(out / "checkpoints", 1, 0, 1).latest().step >= 2
+
+
+def test_sigkill_during_save_never_breaks_latest(demo_data, tmp_path):
+    out = tmp_path / "killed"
+    # Reference-width networks make each save take long enough to be killed in the middle of it.
+    big = [
+        "model.generator.args={ngf: 64, n_blocks: 9}",
+        "model.discriminator.args={ndf: 64, n_layers: 2}",
+        "model.sr.args={nf: 64, nb: 20}",
+        "data.hr_patch=64",
+        "data.batch_size=1",
+        "checkpoint.every_steps=1",
+        "checkpoint.keep=2",
+    ]
+    kills = 0
+    for attempt in range(6):
+        proc = launch(1, *base_overrides(demo_data, out, 200), *big)
+        deadline = time.time() + 300
+        partial = None
+        while time.time() < deadline and proc.poll() is None:
+            found = list((out / "checkpoints").glob(".partial-step-*")) if (out / "checkpoints").exists() else []
+            # Wait for a save that is not the first, so an older complete checkpoint exists.
+            if found and CheckpointManager(out / "checkpoints", 2, 0, 1).latest() is not None:
+                partial = found[0]
+                break
+            time.sleep(0.005)
+        assert partial is not None, proc.communicate()[0][-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        kills += 1
+        latest = CheckpointManager(out / "checkpoints", 2, 0, 1).latest()
+        pointer = (out / "checkpoints" / "latest").read_text().strip()
+        assert (out / "checkpoints" / pointer / "meta.json").is_file()
+        for f in latest.path.glob("*.pt"):
+            load_file(f)  # every file of the checkpoint `latest` names loads with weights_only=True
+        if attempt == 2:
+            break
+    assert kills == 3
+    code, log = finish(launch(1, *base_overrides(demo_data, out, latest.step + 1), *big))
+    assert code == 0, log[-3000:]
+    assert not list((out / "checkpoints").glob(".partial-*"))
+
+
+def test_offline_wandb_run_has_images_psnr_and_no_secret(demo_data, tmp_path):
+    out = tmp_path / "wandb"
+    secret = "not-a-real-key-0123456789abcdef0123456789abcdef"
+    overrides = [o for o in base_overrides(demo_data, out, 6) if not o.startswith(("wandb.", "train."))]
+    overrides += [
+        "wandb.mode=offline",
+        "train.image_every=3",
+        "train.log_every=2",
+        "train.val_every_epochs=1",
+        "stages.sr_pretrain_epoch=1",
+        "stages.joint_epoch=1",
+    ]
+    env = {"WANDB_API_KEY": secret, "WANDB_SILENT": "true"}
+    code, log = finish(launch(1, *overrides, env=env))
+    assert code == 0, log[-3000:]
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run_id = runs[0].name.rsplit("-", 1)[1]
+    images = list(runs[0].glob("files/media/images/samples/*.png"))
+    assert {p.name.split("_")[0] for p in images} == {"translation", "sr"} and len(images) == 4  # steps 3 and 6
+    # The run file's history (and summary) records carry the validation PSNR values of the training log.
+    psnr_logged = {r["val/psnr_rgb"] for r in logged(out).values() if "val/psnr_rgb" in r}
+    assert len(psnr_logged) == 2 and set(wandb_history_values(runs[0], "val/psnr_rgb")) == psnr_logged
+    # Resuming continues the same W&B run.
+    code, log = finish(launch(1, *[o.replace("max_steps=6", "max_steps=8") for o in overrides], env=env))
+    assert code == 0, log[-3000:]
+    assert {p.name.rsplit("-", 1)[1] for p in (out / "wandb").glob("offline-run-*")} == {run_id}
+    # The key comes from the environment only: it is in no file the job wrote, nor in its output.
+    assert secret not in log
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -183,39 +183,88 @@ class CycleSR:
         self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
 
     # ------------------------------------------------------------------ the update, in the reference's order
-    def optimize_parameters(self, batch: Batch, stage: Stage, ops: StepOps) -> dict[str, torch.Tensor]:
+    def optimize_parameters(self, batch: Batch | list[Batch], stage: Stage, ops: StepOps) -> dict[str, torch.Tensor]:
+        """One step of every group the stage trains. Given a list of k micro-batches, gradients accumulate over
+        them (each loss / k) and the result is the update of one k-times larger batch: a D pass over all
+        micro-batches (fakes made without a graph), the D steps, then a G (+SR) pass against the *updated*
+        discriminators, as in the reference. The price is one extra no-grad G and F forward per micro-batch."""
+        batches = batch if isinstance(batch, list) else [batch]
         if stage is Stage.SR_PRETRAIN:
-            return self._sr_pretrain_step(batch, ops)
-        n = self.nets
-        clean_lr, real_lr, hr = batch["clean_lr"], batch["real_lr"], batch["hr"]
+            return self._sr_pretrain_step(batches, ops)
+        k = len(batches)
+        losses: dict[str, torch.Tensor] = {}
 
-        # Forward: G(x), F(G(x)), F(y), G(F(y)).
-        fake_real = n["gen_clean_to_real"](clean_lr)
-        rec_clean = n["gen_real_to_clean"](fake_real)
-        fake_clean = n["gen_real_to_clean"](real_lr)
-        rec_real = n["gen_clean_to_real"](fake_clean)
+        def accumulate(values: dict[str, torch.Tensor]) -> None:
+            for name, value in values.items():
+                losses[name] = losses.get(name, 0.0) + value.detach() / k
 
-        # D_X and D_Y on real images and pooled, detached fakes. Their parameters are disjoint, so one backward
-        # of the sum gives each exactly the gradient of its own loss.
-        loss_d_clean = 0.5 * (
-            gan_loss(n["disc_clean"](clean_lr), True)
-            + gan_loss(n["disc_clean"](self.pool_clean.query(fake_clean)), False)
-        )
-        loss_d_real = 0.5 * (
-            gan_loss(n["disc_real"](real_lr), True) + gan_loss(n["disc_real"](self.pool_real.query(fake_real)), False)
-        )
-        ops.backward(loss_d_clean + loss_d_real)
+        translations = []
+        for b in batches:
+            if k == 1:  # one forward serves both passes
+                translations.append(self._translate(b))
+                fakes = translations[0]
+            else:
+                with torch.no_grad():
+                    fakes = {
+                        "fake_real": self.nets["gen_clean_to_real"](b["clean_lr"]),
+                        "fake_clean": self.nets["gen_real_to_clean"](b["real_lr"]),
+                    }
+            loss_d_clean, loss_d_real = self._discriminator_losses(b, fakes["fake_clean"], fakes["fake_real"])
+            # Disjoint parameters: one backward of the sum gives each D exactly its own loss's gradient.
+            ops.backward((loss_d_clean + loss_d_real) / k)
+            accumulate({"loss/D_X": loss_d_clean, "loss/D_Y": loss_d_real})
         ops.step("D_X")
         ops.step("D_Y")
 
-        # G and F: adversarial + cycle + identity (+ the SR term in the joint stage), discriminators frozen.
-        discs = [n["disc_clean"], n["disc_real"]]
+        discs = [self.nets["disc_clean"], self.nets["disc_real"]]
         set_requires_grad(discs, False)
-        lam = self.loss
-        loss_gan = gan_loss(ops.frozen(n["disc_real"])(fake_real), True) + gan_loss(
-            ops.frozen(n["disc_clean"])(fake_clean), True
+        for i, b in enumerate(batches):
+            total, values = self._generator_loss(b, translations[i] if k == 1 else self._translate(b), stage, ops)
+            ops.backward(total / k)
+            accumulate(values)
+        set_requires_grad(discs, True)
+        ops.step("G")
+        if stage is Stage.JOINT and self.loss.sr_lam > 0:
+            ops.step("SR")
+        return losses
+
+    def _translate(self, b: Batch) -> dict[str, torch.Tensor]:
+        """G(x), F(G(x)), F(y), G(F(y))."""
+        n = self.nets
+        fake_real = n["gen_clean_to_real"](b["clean_lr"])
+        fake_clean = n["gen_real_to_clean"](b["real_lr"])
+        return {
+            "fake_real": fake_real,
+            "rec_clean": n["gen_real_to_clean"](fake_real),
+            "fake_clean": fake_clean,
+            "rec_real": n["gen_clean_to_real"](fake_clean),
+        }
+
+    def _discriminator_losses(
+        self, b: Batch, fake_clean: torch.Tensor, fake_real: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_X and D_Y on real images vs. pooled, detached fakes: 0.5 × (real + fake)."""
+        n = self.nets
+        loss_d_clean = 0.5 * (
+            gan_loss(n["disc_clean"](b["clean_lr"]), True)
+            + gan_loss(n["disc_clean"](self.pool_clean.query(fake_clean)), False)
         )
-        loss_cycle = lam.lambda_cycle * (F.l1_loss(rec_clean, clean_lr) + F.l1_loss(rec_real, real_lr))
+        loss_d_real = 0.5 * (
+            gan_loss(n["disc_real"](b["real_lr"]), True)
+            + gan_loss(n["disc_real"](self.pool_real.query(fake_real)), False)
+        )
+        return loss_d_clean, loss_d_real
+
+    def _generator_loss(
+        self, b: Batch, t: dict[str, torch.Tensor], stage: Stage, ops: StepOps
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Adversarial + cycle + identity (+ the SR term in the joint stage); discriminators already frozen."""
+        n, lam = self.nets, self.loss
+        clean_lr, real_lr = b["clean_lr"], b["real_lr"]
+        loss_gan = gan_loss(ops.frozen(n["disc_real"])(t["fake_real"]), True) + gan_loss(
+            ops.frozen(n["disc_clean"])(t["fake_clean"]), True
+        )
+        loss_cycle = lam.lambda_cycle * (F.l1_loss(t["rec_clean"], clean_lr) + F.l1_loss(t["rec_real"], real_lr))
         loss_idt = (
             lam.lambda_cycle
             * lam.lambda_identity
@@ -225,26 +274,12 @@ class CycleSR:
             )
         )
         loss_g = loss_gan + loss_cycle + loss_idt
-        losses = {
-            "loss/D_X": loss_d_clean.detach(),
-            "loss/D_Y": loss_d_real.detach(),
-            "loss/G_gan": loss_gan.detach(),
-            "loss/G_cycle": loss_cycle.detach(),
-            "loss/G_identity": loss_idt.detach(),
-        }
-        if stage is Stage.JOINT:
-            loss_sr = self._joint_sr_loss(fake_real, hr, ops)
-            total = loss_g + (lam.sr_lam if lam.sr_lam > 0 else lam.cycle_sr_lam) * loss_sr
-            losses["loss/SR"] = loss_sr.detach()
-        else:
-            total = loss_g
-        ops.backward(total)
-        set_requires_grad(discs, True)
-        ops.step("G")
-        if stage is Stage.JOINT and lam.sr_lam > 0:
-            ops.step("SR")
-        losses["loss/G"] = loss_g.detach()
-        return losses
+        values = {"loss/G_gan": loss_gan, "loss/G_cycle": loss_cycle, "loss/G_identity": loss_idt, "loss/G": loss_g}
+        if stage is not Stage.JOINT:
+            return loss_g, values
+        loss_sr = self._joint_sr_loss(t["fake_real"], b["hr"], ops)
+        values["loss/SR"] = loss_sr
+        return loss_g + (lam.sr_lam if lam.sr_lam > 0 else lam.cycle_sr_lam) * loss_sr, values
 
     def _joint_sr_loss(self, fake_real: torch.Tensor, hr: torch.Tensor, ops: StepOps) -> torch.Tensor:
         """MSE(SR(G(x)), HR), built once for both the G update and the SR update.
@@ -263,11 +298,14 @@ class CycleSR:
             set_requires_grad([self.nets["sr"]], True)
         return F.mse_loss(sr_out, hr)
 
-    def _sr_pretrain_step(self, batch: Batch, ops: StepOps) -> dict[str, torch.Tensor]:
-        loss_sr = F.mse_loss(self.nets["sr"](batch["clean_lr"]), batch["hr"])
-        ops.backward(self.loss.sr_lam * loss_sr)
+    def _sr_pretrain_step(self, batches: list[Batch], ops: StepOps) -> dict[str, torch.Tensor]:
+        total = 0.0
+        for b in batches:
+            loss_sr = F.mse_loss(self.nets["sr"](b["clean_lr"]), b["hr"])
+            ops.backward(self.loss.sr_lam * loss_sr / len(batches))
+            total = total + loss_sr.detach() / len(batches)
         ops.step("SR")
-        return {"loss/SR": loss_sr.detach()}
+        return {"loss/SR": total}
 
     # ------------------------------------------------------------------ per-rank state for checkpoints
     def state_dict(self) -> dict:

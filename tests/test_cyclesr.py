@@ -115,8 +115,14 @@ def test_optimised_step_equals_reference_structure(stage, lams):
         batch = random_batch(seed=i)
         ours.optimize_parameters(batch, stage, OptimizerOps(our_opts, config.optim.grad_clip))
         reference_optimize_parameters(ref, batch, stage, ref_opts, config.optim.grad_clip)
-    for (name, a), b in zip(ours.nets.state_dict().items(), ref.nets.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    # Compare what the networks compute, not raw weights: a conv bias right before an affine-free InstanceNorm
+    # has a mathematically zero gradient, so Adam walks it on float round-off, differently for any change in
+    # summation order, while the normalisation cancels it exactly.
+    probe = random_batch(seed=99)
+    with torch.no_grad():
+        for name in ours.nets:
+            x = probe["real_lr"]
+            torch.testing.assert_close(ours.nets[name](x), ref.nets[name](x), rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_image_pool_fills_then_swaps_and_checkpoints():
@@ -156,3 +162,20 @@ def test_stage_boundaries_and_learning_rates():
     assert lr["G"](101) == pytest.approx(2e-4 * (1 - 1 / 101))  # first decay epoch
     assert lr["SR"](150) == pytest.approx(1e-4 * (1 - 50 / 101))
     assert lr["G"](200) == pytest.approx(2e-4 / 101) and lr["G"](201) == 0.0 and lr["G"](300) == 0.0
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+def test_gradient_accumulation_equals_one_larger_batch(stage):
+    _, accumulated, acc_opts = make_model()
+    config, single, single_opts = make_model()
+    for i in range(2):
+        big = random_batch(batch=4, seed=i)
+        micro = [{k: v[j : j + 2] for k, v in big.items()} for j in (0, 2)]
+        accumulated.optimize_parameters(micro, stage, OptimizerOps(acc_opts, config.optim.grad_clip))
+        single.optimize_parameters(big, stage, OptimizerOps(single_opts, config.optim.grad_clip))
+    probe = random_batch(seed=99)
+    with torch.no_grad():
+        for name in single.nets:
+            torch.testing.assert_close(
+                accumulated.nets[name](probe["real_lr"]), single.nets[name](probe["real_lr"]), rtol=1e-4, atol=1e-5
+            )

@@ -47,10 +47,13 @@ def build_accelerator(config: Config) -> Accelerator:
 
 
 def build_loader(config: Config, rank: int, world_size: int):
-    d = config.data
-    if d.batch_size % world_size:
-        raise ValueError(f"data.batch_size={d.batch_size} is global and must be divisible by {world_size} processes")
-    per_rank = d.batch_size // world_size
+    d, k = config.data, config.train.gradient_accumulation_steps
+    if d.batch_size % (world_size * k):
+        raise ValueError(
+            f"data.batch_size={d.batch_size} is global and must be divisible by {world_size} processes × "
+            f"train.gradient_accumulation_steps={k}"
+        )
+    per_rank = d.batch_size // (world_size * k)
     seed = config.seed
     if d.kind == "folder":
         root = Path(d.root)
@@ -218,6 +221,10 @@ def train(config: Config) -> int:
         path = manager.save(at_step, meta, group_states, rank_state)
         logger.info(f"saved checkpoint {path}")
 
+    def to_device(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+        return {k: v.to(device, non_blocking=True).contiguous(memory_format=memory_format) for k, v in b.items()}
+
     preemption = PreemptionFlag()
     total = config.total_steps
     spe = config.data.steps_per_epoch
@@ -230,12 +237,11 @@ def train(config: Config) -> int:
             stage = stage_for_epoch(epoch, config.stages)
             lrs = {g.name: g.lr(epoch, config.stages, config.optim) for g in groups}
             set_learning_rates(optimizers, lrs)
-            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-            if config.train.channels_last:
-                batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            micro_batches = [to_device(next(batches)) for _ in range(config.train.gradient_accumulation_steps)]
+            batch = micro_batches[0]
             ops.grad_norms.clear()
             with accelerator.autocast():
-                losses = model.optimize_parameters(batch, stage, ops)
+                losses = model.optimize_parameters(micro_batches, stage, ops)
             step += 1
             samples_since += config.data.batch_size
 

@@ -25,9 +25,24 @@ pytestmark = pytest.mark.slow
 _port = [29700 + os.getpid() % 500]
 
 
-def launch(n_procs: int, *overrides: str, env: dict | None = None) -> subprocess.Popen:
-    """`accelerate launch` with n CPU processes (torchrun under the hood), or plain `python train.py` for 1."""
-    if n_procs > 1:
+def launch(n_procs: int, *overrides: str, env: dict | None = None, zero_stage: int = 0) -> subprocess.Popen:
+    """`accelerate launch` with n CPU processes (torchrun under the hood), or plain `python train.py` for 1;
+    with `zero_stage`, through the project's DeepSpeed accelerate config instead of DDP."""
+    if zero_stage:
+        _port[0] += 1
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            f"configs/accelerate/deepspeed_zero{zero_stage}.yaml",
+            "--num_processes",
+            str(n_procs),
+            "--main_process_port",
+            str(_port[0]),
+            "train.py",
+        ]
+    elif n_procs > 1:
         _port[0] += 1
         cmd = [
             sys.executable,
@@ -266,3 +281,27 @@ def test_offline_wandb_run_has_images_psnr_and_no_secret(demo_data, tmp_path):
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_deepspeed_zero2_trainer_preempt_and_resume(demo_data, tmp_path):
+    """The same 16 steps through four ZeRO-2 engines: preempted and resumed, it ends where an uninterrupted
+    DeepSpeed run ends. (Step-level equality with data-parallel maths is tests/test_deepspeed.py's job.)"""
+    straight = tmp_path / "ds_straight"
+    code, log = finish(launch(2, *base_overrides(demo_data, straight, 16), zero_stage=2))
+    assert code == 0, log[-4000:]
+    assert (straight / "checkpoints" / "step-00000016" / "deepspeed" / "SR").is_dir()
+
+    out = tmp_path / "ds_resumed"
+    proc = launch(2, *base_overrides(demo_data, out, 16), zero_stage=2)
+    wait_for_step(out, 6, proc)
+    os.kill(worker_pids(proc)[0], signal.SIGUSR1)
+    code, log = finish(proc)
+    assert f"exiting with {PREEMPTED_EXIT_CODE}" in log, log[-4000:]
+    stopped_at = CheckpointManager(out / "checkpoints", 1, 0, 1).latest().step
+    assert 6 <= stopped_at < 16
+    code, log = finish(launch(2, *base_overrides(demo_data, out, 16), zero_stage=2))
+    assert code == 0, log[-4000:]
+    assert f"at step {stopped_at}" in log
+    ds_straight, ds_resumed = final_weights(straight), final_weights(out)
+    for key in ds_straight:
+        torch.testing.assert_close(ds_resumed[key], ds_straight[key], rtol=0, atol=1e-6, msg=key)

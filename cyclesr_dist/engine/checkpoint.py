@@ -131,9 +131,15 @@ class CheckpointManager:
 
     # ------------------------------------------------------------------ saving
     def save(
-        self, step: int, meta: dict[str, Any], groups: dict[str, dict[str, Any]], rank_state: dict[str, Any]
+        self,
+        step: int,
+        meta: dict[str, Any],
+        groups: dict[str, dict[str, Any]],
+        rank_state: dict[str, Any],
+        save_sharded: Callable[[Path], Any] | None = None,
     ) -> Path:
-        """Collective: every rank calls it with the same `step`. `groups` maps group name -> state to write."""
+        """Collective: every rank calls it with the same `step`. `groups` maps group name -> state to write;
+        `save_sharded(partial_dir)`, called on every rank, writes state the ranks save together (DeepSpeed)."""
         name = f"step-{step:08d}"
         partial = self.root / f".partial-{name}"
         if self.rank == 0:
@@ -145,6 +151,8 @@ class CheckpointManager:
             if index % self.world_size == self.rank:
                 _save(state, partial / f"group-{group}.pt")
         _save(rank_state, partial / f"rank-{self.rank}.pt")
+        if save_sharded is not None:
+            save_sharded(partial)
         self.barrier()
         final = self.root / name
         if self.rank == 0:

@@ -7,7 +7,6 @@ network it validates with.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,34 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, set_seed
+from accelerate.utils import set_seed
 
 from ..config import Config, config_to_dict, dump_config
-from ..cyclesr import CycleSR, Stage, build_networks, build_optimizers, network_groups, stage_for_epoch
+from ..cyclesr import CycleSR, Stage, build_networks, network_groups, stage_for_epoch
 from ..data.folder import FolderUnpairedLoader, paired_val_images
 from ..data.images import model_to_uint8, uint8_to_model
 from ..metrics import psnr
-from .checkpoint import CheckpointManager, load_group, load_rank_state, rng_state, set_rng_state
-from .ops import OptimizerOps, set_learning_rates
+from .backend import prepare_backend
+from .checkpoint import CheckpointManager, load_rank_state, rng_state, set_rng_state
+from .ops import set_learning_rates
 from .preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
-from .tracking import RunLogger, wandb_mode
-
-
-def build_accelerator(config: Config) -> Accelerator:
-    handlers = []
-    on_cpu = not torch.cuda.is_available()
-    if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Without gloo Accelerate forms no multi-process world on CPU (every process believes it is rank 0 of 1);
-        # without cpu=True it forms one but reports DistributedType.NO and `prepare` wraps nothing in DDP.
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    return Accelerator(
-        cpu=on_cpu,
-        mixed_precision=config.train.mixed_precision,
-        kwargs_handlers=handlers,
-        log_with="wandb" if wandb_mode(config.wandb) != "disabled" else None,
-        step_scheduler_with_optimizer=False,
-    )
+from .tracking import RunLogger
 
 
 def build_loader(config: Config, rank: int, world_size: int):
@@ -150,30 +133,20 @@ def check_replicas_identical(nets: dict[str, torch.nn.Module], device: torch.dev
 
 def train(config: Config) -> int:
     """Run (or resume) training. Returns the process exit status: 0 done, PREEMPTED_EXIT_CODE after a signal."""
-    accelerator = build_accelerator(config)
-    rank, world_size, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     output_dir = Path(config.output_dir)
     if config.train.deterministic:
         torch.use_deterministic_algorithms(True)
     set_seed(config.seed)  # the same seed on every rank: identical initial weights
 
-    # Networks and the four optimizers, wrapped by Accelerate (DDP when there are several processes).
+    # Networks and the four optimizers, wrapped for DDP or DeepSpeed.
     nets = build_networks(config)
     if config.train.channels_last:
         nets = nets.to(memory_format=torch.channels_last)
+    backend = prepare_backend(nets, config)
+    accelerator, wrapped, optimizers, ops = backend.accelerator, backend.nets, backend.optimizers, backend.ops
+    rank, world_size, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     groups = network_groups(config.optim)
-    optimizers = build_optimizers(nets, config.optim)
-    net_names = list(nets.keys())
-    prepared = accelerator.prepare(*[nets[n] for n in net_names], *optimizers.values())
-    wrapped = torch.nn.ModuleDict(dict(zip(net_names, prepared[: len(net_names)], strict=True)))
-    optimizers = dict(zip(optimizers.keys(), prepared[len(net_names) :], strict=True))
-    if config.train.compile:
-        for name in net_names:
-            wrapped[name] = torch.compile(wrapped[name])
     model = CycleSR(wrapped, config.loss, pool_seed=config.seed * 1000 + rank)
-    ops = OptimizerOps(
-        optimizers, config.optim.grad_clip, backward=accelerator.backward, unwrap=accelerator.unwrap_model
-    )
     loader = build_loader(config, rank, world_size)
     val_pairs = load_val_pairs(config) if accelerator.is_main_process else []
 
@@ -188,11 +161,7 @@ def train(config: Config) -> int:
     resume = manager.resolve(config.checkpoint.resume)
     step, run_id = 0, None
     if resume is not None:
-        for g in groups:
-            state = load_group(resume, g.name)
-            for n in g.networks:
-                accelerator.unwrap_model(wrapped[n]).load_state_dict(state["nets"][n])
-            optimizers[g.name].load_state_dict(state["optimizer"])
+        backend.load(resume)
         rank_state = load_rank_state(resume, rank)
         if rank_state is not None:
             model.load_state_dict(rank_state["model"], device)
@@ -207,18 +176,10 @@ def train(config: Config) -> int:
         logger.info(f"resumed from {resume.path} at step {step} (written by {resume.meta['world_size']} processes)")
 
     def save(at_step: int) -> None:
-        unwrap = accelerator.unwrap_model
-        check_replicas_identical({n: unwrap(wrapped[n]) for n in net_names}, device)
-        group_states = {
-            g.name: {
-                "nets": {n: unwrap(wrapped[n]).state_dict() for n in g.networks},
-                "optimizer": optimizers[g.name].state_dict(),
-            }
-            for g in groups
-        }
+        check_replicas_identical({n: backend.unwrap(net) for n, net in wrapped.items()}, device)
         rank_state = {"model": model.state_dict(), "loader": loader.state_dict(), "rng": rng_state()}
         meta = {"tracker_run_id": logger.run_id, "config": config_to_dict(config)}
-        path = manager.save(at_step, meta, group_states, rank_state)
+        path = manager.save(at_step, meta, backend.group_states(), rank_state, backend.save_sharded)
         logger.info(f"saved checkpoint {path}")
 
     def to_device(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -240,7 +201,7 @@ def train(config: Config) -> int:
             micro_batches = [to_device(next(batches)) for _ in range(config.train.gradient_accumulation_steps)]
             batch = micro_batches[0]
             ops.grad_norms.clear()
-            with accelerator.autocast():
+            with backend.autocast():
                 losses = model.optimize_parameters(micro_batches, stage, ops)
             step += 1
             samples_since += config.data.batch_size
@@ -256,7 +217,7 @@ def train(config: Config) -> int:
                 tic, samples_since = time.perf_counter(), 0
             if config.train.image_every and step % config.train.image_every == 0 and accelerator.is_main_process:
                 logger.log_images(
-                    sample_grids(model, accelerator.unwrap_model, batch, val_pairs, config.data.scale, device), step
+                    sample_grids(model, backend.unwrap, batch, val_pairs, config.data.scale, device), step
                 )
             end_of_epoch = step % spe == 0
             if (
@@ -265,9 +226,7 @@ def train(config: Config) -> int:
                 and ((end_of_epoch and epoch % config.train.val_every_epochs == 0) or step == total)
                 and stage is not Stage.TRANSLATION
             ):
-                logger.log(
-                    validate(accelerator.unwrap_model(wrapped["sr"]), val_pairs, config.data.scale, device), step
-                )
+                logger.log(validate(backend.unwrap(wrapped["sr"]), val_pairs, config.data.scale, device), step)
             stop = preemption.should_stop(device)
             if stop or step == total or step % config.checkpoint.every_steps == 0:
                 save(step)
@@ -299,4 +258,3 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["train", "main", "build_accelerator", "validate"]

@@ -1,0 +1,234 @@
+"""Paired evaluation of an SR network: PSNR/SSIM (RGB and Y), optional best-shift PSNR, and the bicubic baseline
+on the same images. `evaluate_pairs` is shared by `cyclesr eval` and validation during training (it prints
+nothing); `add_arguments` / `run` implement the `eval` sub-command.
+
+Protocol: SR output is quantized to uint8 (what a saved PNG holds) before measuring; HR is cropped (top-left) to
+exactly scale x the LR size when it is larger; `shave` = scale border pixels are dropped; metrics are per image,
+then averaged over images. Bicubic = torch antialias-free bicubic ×scale upsampling of the same LR, also quantized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.images import bicubic_resize, list_images, load_rgb, model_to_uint8, uint8_to_model
+from .inference import load_sr, net_upscale, resolve_device, upscale_image
+from .metrics import image_metrics
+
+METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "psnr_rgb_best_shift")
+
+Pair = tuple[str, np.ndarray, np.ndarray]
+
+
+def bicubic_upscale(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
+    """The bicubic baseline: ×scale bicubic upsampling of an HxWx3 uint8 image, rounded back to uint8."""
+    return model_to_uint8(bicubic_resize(_tensor(lr_uint8), float(scale)))
+
+
+def match_hr(lr_uint8: np.ndarray, hr_uint8: np.ndarray, scale: int, name: str = "") -> np.ndarray:
+    """HR cropped (top-left) to exactly scale x the LR size; an HR smaller than that is an error."""
+    for what, arr in (("LR", lr_uint8), ("HR", hr_uint8)):
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"{name}: {what} must be an HxWx3 uint8 array, got {arr.dtype} {arr.shape}")
+    th, tw = lr_uint8.shape[0] * scale, lr_uint8.shape[1] * scale
+    h, w = hr_uint8.shape[:2]
+    if h < th or w < tw:
+        raise ValueError(
+            f"{name}: HR is {w}x{h} but x{scale} of the {lr_uint8.shape[1]}x{lr_uint8.shape[0]} LR needs {tw}x{th}"
+        )
+    return hr_uint8[:th, :tw]
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    return uint8_to_model(arr if arr.flags.writeable else arr.copy())  # from_numpy warns on read-only arrays
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def evaluate_pairs(
+    sr_net: nn.Module,
+    pairs: Iterable[Pair],
+    *,
+    scale: int,
+    max_shift: int = 0,
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+    overlap: int = 16,
+) -> dict[str, Any]:
+    """Evaluate `sr_net` on (name, lr_uint8, hr_uint8) pairs (HxWx3 uint8; consumed one at a time).
+
+    Returns {"count", "scale", "shave", "max_shift", "images": [per image], "mean": {...}} where each per-image
+    entry and "mean" hold psnr_rgb, ssim_rgb, psnr_y, ssim_y (+ psnr_rgb_best_shift when max_shift > 0) for the
+    SR output and the same keys prefixed "bicubic_" for the baseline; per-image entries also carry "name" and
+    "hr_size" [H, W]. `device`: where the network is (None = its parameters' device; it is not moved); `tile`:
+    see `inference.upscale_image` (None = untiled). The network's train/eval state is restored afterwards.
+    """
+    if net_upscale(sr_net) != scale:
+        raise ValueError(f"scale={scale} but the network upscales x{net_upscale(sr_net)}")
+    metric_device = resolve_device(sr_net, device)  # metrics (float64) run where the network is
+    images: list[dict[str, Any]] = []
+    for name, lr, hr in pairs:
+        hr = match_hr(lr, hr, scale, name)
+        sr = upscale_image(sr_net, lr, tile=tile, overlap=overlap, device=device)
+        hr_t = _tensor(hr).to(metric_device)
+        entry: dict[str, Any] = {"name": str(name), "hr_size": [int(hr.shape[0]), int(hr.shape[1])]}
+        sr_t = uint8_to_model(sr).to(metric_device)
+        entry.update(image_metrics(sr_t, hr_t, shave=scale, max_shift=max_shift))
+        bic_t = uint8_to_model(bicubic_upscale(lr, scale)).to(metric_device)
+        bic = image_metrics(bic_t, hr_t, shave=scale, max_shift=max_shift)
+        entry.update({f"bicubic_{k}": v for k, v in bic.items()})
+        images.append(entry)
+    if not images:
+        raise ValueError("evaluate_pairs: no image pairs")
+    keys = [k for k in images[0] if k not in ("name", "hr_size")]
+    return {
+        "count": len(images),
+        "scale": scale,
+        "shave": scale,
+        "max_shift": max_shift,
+        "images": images,
+        "mean": {k: _mean([img[k] for img in images]) for k in keys},
+    }
+
+
+def _fmt(value: float, key: str) -> str:
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.4f}" if key.startswith("ssim") or "_ssim" in key else f"{value:.2f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A fixed-width text table: one row per image plus the mean; SR columns then bicubic columns."""
+    keys = [k for k in METRIC_KEYS if k in result["mean"]]
+    headers = {"psnr_rgb": "PSNR", "ssim_rgb": "SSIM", "psnr_y": "PSNR-Y", "ssim_y": "SSIM-Y"}
+    headers["psnr_rgb_best_shift"] = f"PSNR±{result['max_shift']}px"
+    cols = [("SR " + headers[k], k) for k in keys] + [("bic " + headers[k], f"bicubic_{k}") for k in keys]
+    rows = [(img["name"], img) for img in result["images"]] + [(f"mean ({result['count']})", result["mean"])]
+    name_w = max(5, *(len(r[0]) for r in rows))
+    widths = [max(len(title), 8) for title, _ in cols]
+    lines = [
+        "  ".join([f"{'image':<{name_w}}"] + [f"{t:>{w}}" for (t, _), w in zip(cols, widths, strict=True)]),
+    ]
+    lines.append("-" * len(lines[0]))
+    for i, (name, vals) in enumerate(rows):
+        if i == len(rows) - 1:
+            lines.append("-" * len(lines[0]))
+        cells = [f"{_fmt(vals[k], k):>{w}}" for (_, k), w in zip(cols, widths, strict=True)]
+        lines.append("  ".join([f"{name:<{name_w}}"] + cells))
+    lines.append(f"(x{result['scale']}, border shave {result['shave']} px, SR quantized to uint8; Y = BT.601)")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------------- CLI
+
+
+def _by_stem(paths: list[Path], what: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in out:
+            raise ValueError(f"two {what} images share the stem {p.stem!r}: {out[p.stem]} and {p}")
+        out[p.stem] = p
+    return out
+
+
+def match_folders(lr_dir: str | Path, hr_dir: str | Path, scale: int) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """Pair LR and HR files by stem (an LR stem may also carry a DIV2K-style `x{scale}` suffix: 0801x4 <-> 0801).
+
+    Returns ([(stem, lr_path, hr_path)] sorted by stem, [unmatched LR stems]).
+    """
+    lr = _by_stem(list_images(lr_dir), "LR")
+    hr = _by_stem(list_images(hr_dir), "HR")
+    pairs, unmatched = [], []
+    for stem, lr_path in sorted(lr.items()):
+        key = stem
+        if key not in hr and key.endswith(f"x{scale}") and key[: -len(f"x{scale}")] in hr:
+            key = key[: -len(f"x{scale}")]
+        if key in hr:
+            pairs.append((key, lr_path, hr[key]))
+        else:
+            unmatched.append(stem)
+    return pairs, unmatched
+
+
+def _load_pairs(matched: list[tuple[str, Path, Path]]) -> Iterator[Pair]:
+    for name, lr_path, hr_path in matched:
+        yield name, load_rgb(lr_path), load_rgb(hr_path)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf" / "nan": strict JSON has no such numbers
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_json_safe(obj), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="exported SR file or training checkpoint directory")
+    parser.add_argument("--lr", required=True, help="folder of LR images")
+    parser.add_argument("--hr", required=True, help="folder of HR images (matched to LR by file stem)")
+    parser.add_argument("--json", default=None, help="also write the full results (per image + mean) here")
+    parser.add_argument("--max-shift", type=int, default=0, help="also report the best PSNR over shifts of ±K px")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image at once)")
+    parser.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        net = load_sr(args.checkpoint, device=args.device)
+        scale = net_upscale(net)
+        matched, unmatched = match_folders(args.lr, args.hr, scale)
+        if not matched:
+            raise ValueError(f"no LR image in {args.lr} has an HR image of the same stem in {args.hr}")
+        if unmatched:
+            shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
+            print(f"cyclesr eval: warning: {len(unmatched)} LR image(s) without HR, skipped: {shown}", file=sys.stderr)
+        result = evaluate_pairs(
+            net,
+            _load_pairs(matched),
+            scale=scale,
+            max_shift=args.max_shift,
+            device=args.device,
+            tile=args.tile or None,
+            overlap=args.overlap,
+        )
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"cyclesr eval: error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json:
+        result.update({"checkpoint": str(args.checkpoint), "lr_dir": str(args.lr), "hr_dir": str(args.hr)})
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,308 @@
+"""`cyclesr submit`: run training as a Submitit job on Slurm, or on this machine with ``--local``.
+
+    cyclesr submit --config configs/cyclesr.yaml --nodes 2 --gpus-per-node 8 --partition gpu --timeout-min 1440
+    cyclesr submit --config configs/demo.yaml --local --cpu --nproc-per-node 2 max_steps=20 wandb.mode=disabled
+
+One task per GPU (per process with ``--cpu``). Each task exports the torch.distributed variables (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT; ``set_cuda_visible_devices=False`` so Accelerate sees every GPU of the node)
+and calls the trainer in-process: ``load_config(config, overrides)`` then ``train(config)``.
+
+Everything of a run lives in one run directory (``--run-dir``): the trainer's ``output_dir`` (checkpoints, logs) and
+Submitit's files (``submitit/``). Every run is started with ``checkpoint.resume=auto``, so a requeued job carries on
+from the newest complete checkpoint.
+
+Time limits and preemption: Submitit's sbatch asks Slurm for USR2 ``signal_delay_s`` before the time limit. Every
+rank relays it to the trainer as its own stop request (its USR1 handler): the ranks agree at the next step, save a
+checkpoint together and the trainer returns 75. Then rank 0 runs Submitit's handler, which calls
+:meth:`TrainTask.checkpoint` (a fresh copy of the same task) and requeues the job. A signal handler on rank 0 alone
+could not save: the save is a collective. If the trainer has not installed its handler yet, or has not stopped
+within ``save_grace_s``, the job is requeued at once and resumes from the last periodic checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+EXIT_PREEMPTED = 75  # the trainer's "checkpoint saved, run me again" status (EX_TEMPFAIL)
+DEFAULT_ENTRY = "cyclesr_dist.engine.trainer:train"
+DEFAULT_LOADER = "cyclesr_dist.config:load_config"
+
+
+def _load(spec: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function (imported lazily, inside the job)."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _log(message: str) -> None:
+    print(f"[cyclesr submit] {message}", flush=True)
+
+
+def run_overrides(overrides: Sequence[str], run_dir: str | os.PathLike[str]) -> list[str]:
+    """The launcher's own overrides first (output dir, resume), then the user's, which win where they overlap."""
+    keys = {item.partition("=")[0] for item in overrides}
+    own = []
+    if "output_dir" not in keys:
+        own.append(f"output_dir={run_dir}")
+    if "checkpoint.resume" not in keys:
+        own.append("checkpoint.resume=auto")
+    return [*own, *overrides]
+
+
+class _PreemptionRelay:
+    """Relays Submitit's preemption signal to the trainer, and hands over to Submitit once the trainer stopped."""
+
+    def __init__(self, save_grace_s: float) -> None:
+        self.save_grace_s = save_grace_s
+        self.signum = submitit.JobEnvironment._usr_sig()
+        self.submitit_handler: Any = None
+        self.fired = False
+        self.handed_over = False
+
+    def install(self) -> None:
+        self.submitit_handler = signal.getsignal(self.signum)
+        signal.signal(self.signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.fired:
+            return
+        self.fired = True
+        trainer_handler = signal.getsignal(signal.SIGUSR1)
+        if not callable(trainer_handler):
+            _log(f"got {signal.Signals(signum).name} before the trainer could save: requeueing now")
+            self.hand_over(frame)
+            return
+        _log(f"got {signal.Signals(signum).name}: asking the trainer to save a checkpoint and stop")
+        trainer_handler(signal.SIGUSR1, frame)
+        if self.save_grace_s > 0:
+            signal.signal(signal.SIGALRM, self._on_deadline)
+            signal.alarm(max(1, int(self.save_grace_s)))
+
+    def _on_deadline(self, signum: int, frame: types.FrameType | None) -> None:
+        _log(f"the trainer did not stop within {self.save_grace_s:.0f}s: requeueing without a final checkpoint")
+        self.hand_over(frame)
+
+    def hand_over(self, frame: types.FrameType | None = None) -> None:
+        """Submitit's own handler: on global rank 0 it calls ``checkpoint()``, requeues and exits; elsewhere a no-op."""
+        signal.alarm(0)
+        if self.handed_over:
+            return
+        self.handed_over = True
+        if callable(self.submitit_handler):
+            if os.environ.get("RANK", "0") == "0":  # exported by TorchDistributedEnvironment
+                # `scontrol requeue` makes Slurm SIGTERM every process of the job, the scontrol that Submitit runs
+                # included; ignored here, the ignore is inherited by scontrol, which then lives to report success.
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.submitit_handler(self.signum, frame)
+
+
+def _exit_status(entry: Callable[[Any], Any], config: Any) -> int:
+    try:
+        result = entry(config)
+    except SystemExit as exc:
+        result = exc.code
+    if result is None:
+        return 0
+    return result if isinstance(result, int) else 1
+
+
+class TrainTask(submitit.helpers.Checkpointable):
+    """The callable each Submitit task runs: set up torch.distributed's environment, call the trainer."""
+
+    def __init__(
+        self,
+        config: str,
+        overrides: Sequence[str] = (),
+        *,
+        cpu: bool = False,
+        save_grace_s: float = 60.0,
+        entry: str = DEFAULT_ENTRY,
+        loader: str = DEFAULT_LOADER,
+    ) -> None:
+        self.config = str(config)
+        self.overrides = list(overrides)
+        self.cpu = cpu
+        self.save_grace_s = save_grace_s
+        self.entry = entry
+        self.loader = loader
+
+    def __call__(self) -> int:
+        job = submitit.JobEnvironment()
+        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        if self.cpu:
+            os.environ["ACCELERATE_USE_CPU"] = "true"  # Accelerate: CPU + gloo even where GPUs exist
+        _log(
+            f"job {job.job_id} rank {dist.rank}/{dist.world_size} (local {dist.local_rank}) on {job.hostname}, "
+            f"main process {dist.master_addr}:{dist.master_port}"
+        )
+        relay = _PreemptionRelay(self.save_grace_s)
+        relay.install()
+        config = _load(self.loader)(self.config, list(self.overrides))
+        status = _exit_status(_load(self.entry), config)
+        if relay.fired and status == EXIT_PREEMPTED:
+            _log("checkpoint saved; requeueing")
+            relay.hand_over()  # rank 0 exits here (requeued); the other ranks just return
+            return status
+        signal.alarm(0)
+        if status == EXIT_PREEMPTED:
+            # SIGTERM from the scheduler (scancel, preemption): the checkpoint is saved; Slurm decides about a requeue.
+            raise SystemExit(status)
+        if status != 0:
+            raise RuntimeError(f"the trainer exited with status {status}")
+        return status
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Resubmit the same task: the state is on disk (the trainer's checkpoints), not in this object."""
+        fresh = type(self)(
+            self.config,
+            self.overrides,
+            cpu=self.cpu,
+            save_grace_s=self.save_grace_s,
+            entry=self.entry,
+            loader=self.loader,
+        )
+        return submitit.helpers.DelayedSubmission(fresh)
+
+
+def build_executor(args: argparse.Namespace, folder: str | os.PathLike[str]) -> submitit.Executor:
+    """An AutoExecutor for Slurm (Submitit's LocalExecutor with ``--local``) from the parsed command line."""
+    tasks_per_node = args.nproc_per_node if args.cpu else args.gpus_per_node
+    if tasks_per_node < 1:
+        raise ValueError("no task to start: pass --gpus-per-node N, or --cpu with --nproc-per-node N")
+    common: dict[str, Any] = {"name": args.name, "nodes": args.nodes, "tasks_per_node": tasks_per_node}
+    if args.cpus_per_task:
+        common["cpus_per_task"] = args.cpus_per_task
+    if args.mem_gb:
+        common["mem_gb"] = float(args.mem_gb)
+    if not args.cpu:
+        common["gpus_per_node"] = args.gpus_per_node
+    if args.local:
+        if args.nodes != 1:
+            raise ValueError("--local runs on this machine: --nodes must be 1")
+        # LocalExecutor itself: AutoExecutor forwards neither signal_delay_s nor fractional minutes to it.
+        local = submitit.LocalExecutor(folder, max_num_timeout=args.max_requeues)
+        local.update_parameters(
+            nodes=1,
+            tasks_per_node=tasks_per_node,
+            gpus_per_node=0 if args.cpu else args.gpus_per_node,
+            timeout_min=float(args.timeout_min),
+            signal_delay_s=args.signal_delay_s,
+        )
+        return local
+    if shutil.which("sbatch") is None:
+        raise RuntimeError("sbatch not found: submit from a Slurm login node, or use --local")
+    slurm: dict[str, Any] = {"slurm_signal_delay_s": args.signal_delay_s}
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(args, key):
+            slurm[f"slurm_{key}"] = getattr(args, key)
+    if args.setup:
+        slurm["slurm_setup"] = list(args.setup)
+    extra: dict[str, Any] = {"requeue": True}  # `scontrol requeue` needs it where JobRequeue=0
+    for item in args.slurm_arg or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm-arg {item!r} is not KEY=VALUE")
+        extra[key.replace("-", "_")] = value
+    slurm["slurm_additional_parameters"] = extra
+    executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=args.max_requeues)
+    executor.update_parameters(**common, timeout_min=max(1, math.ceil(args.timeout_min)), **slurm)
+    return executor
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides passed to the trainer")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
+    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node = tasks per node (default: 8)")
+    parser.add_argument("--cpu", action="store_true", help="train on CPUs (gloo), --nproc-per-node tasks per node")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="tasks per node with --cpu (default: 1)")
+    parser.add_argument("--partition", help="Slurm partition")
+    parser.add_argument("--account", help="Slurm account")
+    parser.add_argument("--qos", help="Slurm QOS")
+    parser.add_argument("--constraint", help="Slurm node constraint, e.g. a100")
+    parser.add_argument("--timeout-min", type=float, default=24 * 60, help="time limit per run (default: 1440)")
+    parser.add_argument("--cpus-per-task", type=int, default=0, help="CPUs per task (default: the cluster's)")
+    parser.add_argument("--mem-gb", type=float, default=0, help="memory per node in GB (default: the cluster's)")
+    parser.add_argument(
+        "--signal-delay-s",
+        type=int,
+        default=180,
+        help="seconds before the time limit at which the job saves and requeues itself (default: 180)",
+    )
+    parser.add_argument(
+        "--save-grace-s",
+        type=float,
+        default=None,
+        help="how long to wait for that save before requeueing anyway (default: 2/3 of --signal-delay-s)",
+    )
+    parser.add_argument("--max-requeues", type=int, default=20, help="requeues after time-outs (default: 20)")
+    parser.add_argument("--name", default="cyclesr", help="job name (default: cyclesr)")
+    parser.add_argument(
+        "--run-dir", help="output directory of the run: checkpoints, logs, Submitit files (default: runs/NAME-TIME)"
+    )
+    parser.add_argument("--setup", action="append", help="shell line run before the tasks (repeatable)")
+    parser.add_argument(
+        "--slurm-arg", action="append", metavar="KEY=VALUE", help="extra #SBATCH option, e.g. reservation=x"
+    )
+    parser.add_argument("--local", action="store_true", help="run here with Submitit's local executor (waits)")
+    parser.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    # The trainer's entry points, as "module:function"; tests swap in a stand-in trainer.
+    parser.add_argument("--entry", default=DEFAULT_ENTRY, help=argparse.SUPPRESS)
+    parser.add_argument("--config-loader", default=DEFAULT_LOADER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir or f"runs/{args.name}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
+    config = Path(args.config).absolute()
+    if not config.is_file():
+        print(f"cyclesr submit: no config file {config}", file=sys.stderr)
+        return 2
+    grace = args.save_grace_s if args.save_grace_s is not None else args.signal_delay_s * 2 / 3
+    try:
+        executor = build_executor(args, run_dir / "submitit" / "%j")
+    except (ValueError, RuntimeError) as exc:
+        print(f"cyclesr submit: {exc}", file=sys.stderr)
+        return 2
+    task = TrainTask(
+        str(config),
+        run_overrides(args.overrides, run_dir),
+        cpu=args.cpu,
+        save_grace_s=grace,
+        entry=args.entry,
+        loader=args.config_loader,
+    )
+    job = executor.submit(task)
+    _log(f"submitted job {job.job_id}; run directory {run_dir}")
+    _log(f"task 0 log: {job.paths.stdout}")
+    if not (args.wait or args.local):
+        return 0
+    try:
+        job.results()  # one result per task
+    except Exception as exc:  # submitit raises a FailedJobError carrying the task's traceback
+        print(f"cyclesr submit: job {job.job_id} failed: {exc}", file=sys.stderr)
+        return 1
+    _log(f"job {job.job_id} finished")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cyclesr submit", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Tiled upscaling, SR export/load, evaluate_pairs and the eval/upscale/export sub-commands (exported-file path)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from cyclesr_dist import evaluate, inference
+from cyclesr_dist.data.images import save_rgb
+from cyclesr_dist.inference import export_sr, load_sr, upscale_image, upscale_tensor
+from cyclesr_dist.models import SR_NETS
+
+NET_ARGS = {"nf": 8, "nb": 3, "upscale": 4}
+# vdsr_lr receptive-field radius in LR pixels: head + nb + 1 body convs at LR (nb + 2 = 5), the first upsampler
+# conv (1), the x2 conv (0.5) and the two x4 tail convs (0.5) -> 7.
+RF_RADIUS = 7
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = SR_NETS.build("vdsr_lr", NET_ARGS)
+    # PyTorch's default init instead of the project's N(0, 0.02): a random net whose output is far from flat grey,
+    # so tiling seams would show.
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.reset_parameters()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def lr_image() -> np.ndarray:
+    return skdata.astronaut()[60:100, 200:252].copy()  # 40x52: not a multiple of the tile
+
+
+def test_tiled_equals_untiled(net: torch.nn.Module, lr_image: np.ndarray) -> None:
+    full = upscale_tensor(net, lr_image, tile=None)
+    assert full.shape == (3, 160, 208) and full.std() > 0.05
+    tiled = upscale_tensor(net, lr_image, tile=16, overlap=RF_RADIUS + 1)
+    # Every output pixel sees exactly the same inputs; only the float summation order may differ between the
+    # convolution kernels chosen for different input sizes, so float32 rounding (~1e-6 here) is the tolerance.
+    torch.testing.assert_close(tiled, full, atol=1e-5, rtol=0)
+    # ...and after quantization at most a rounding flip of 1 (a value within 1e-5 of a .5 boundary).
+    a = upscale_image(net, lr_image, tile=None)
+    b = upscale_image(net, lr_image, tile=16, overlap=RF_RADIUS + 1)
+    assert a.shape == b.shape == (160, 208, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1 and (a == b).mean() > 0.999
+    # The test is not vacuous: without enough context the tile seams differ.
+    assert (upscale_tensor(net, lr_image, tile=16, overlap=0) - full).abs().max() > 1e-3
+
+
+def test_output_size_any_shape(net: torch.nn.Module) -> None:
+    img = np.random.default_rng(0).integers(0, 256, (13, 37, 3), dtype=np.uint8)
+    for tile in (None, 8, 128):
+        assert upscale_image(net, img, tile=tile, overlap=4).shape == (52, 148, 3)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        upscale_image(net, img.astype(np.float32))
+
+
+def test_upscale_restores_train_mode(net: torch.nn.Module, lr_image: np.ndarray) -> None:
+    net.train()
+    try:
+        upscale_image(net, lr_image[:8, :8])
+        assert net.training
+    finally:
+        net.eval()
+
+
+def test_export_load_roundtrip(net: torch.nn.Module, lr_image: np.ndarray, tmp_path) -> None:
+    path = export_sr(net, "vdsr_lr", NET_ARGS, tmp_path / "sub" / "sr.pt")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["sr.pt"]  # no temp file left behind
+    payload = torch.load(path, weights_only=True)
+    assert payload["name"] == "vdsr_lr" and payload["args"] == NET_ARGS and payload["upscale"] == 4
+    assert set(payload["state_dict"]) == set(net.state_dict())
+    loaded = load_sr(path)
+    assert not loaded.training and loaded.upscale == 4
+    np.testing.assert_array_equal(upscale_image(loaded, lr_image, tile=None), upscale_image(net, lr_image, tile=None))
+    torch.testing.assert_close(upscale_tensor(loaded, lr_image, tile=None), upscale_tensor(net, lr_image, tile=None))
+
+
+def test_export_rejects_non_plain_args(net: torch.nn.Module, tmp_path) -> None:
+    with pytest.raises(TypeError, match="plain type"):
+        export_sr(net, "vdsr_lr", {"nf": torch.tensor(8)}, tmp_path / "sr.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_load_rejects_other_files(tmp_path) -> None:
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not an exported SR network"):
+        load_sr(tmp_path / "x.pt")
+    with pytest.raises(FileNotFoundError):
+        load_sr(tmp_path / "missing.pt")
+
+
+def _pairs(lr_image: np.ndarray, n: int = 2):
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        lr = lr_image[:, i : i + 32]
+        hr = rng.integers(0, 256, (lr.shape[0] * 4 + 3, lr.shape[1] * 4 + 1, 3), dtype=np.uint8)  # cropped to 4x
+        yield f"img{i}", lr, hr
+
+
+def test_evaluate_pairs(net: torch.nn.Module, lr_image: np.ndarray, capsys) -> None:
+    res = evaluate.evaluate_pairs(net, _pairs(lr_image), scale=4, max_shift=2)
+    assert capsys.readouterr().out == ""
+    assert res["count"] == 2 and res["shave"] == 4 and [im["name"] for im in res["images"]] == ["img0", "img1"]
+    keys = {"psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "psnr_rgb_best_shift"}
+    assert set(res["mean"]) == keys | {f"bicubic_{k}" for k in keys}
+    assert res["images"][0]["hr_size"] == [160, 128]
+    assert res["mean"]["psnr_rgb"] == pytest.approx(np.mean([im["psnr_rgb"] for im in res["images"]]))
+    # Bicubic of the HR's own 4x downscale beats random weights by far.
+    hr = skdata.astronaut()[:160, :128].copy()
+    lr = np.asarray(Image.fromarray(hr).resize((32, 40), Image.BICUBIC))
+    res = evaluate.evaluate_pairs(net, [("a", lr, hr)], scale=4, tile=16)
+    assert "psnr_rgb_best_shift" not in res["mean"]
+    assert res["mean"]["bicubic_psnr_rgb"] > 20 and res["mean"]["bicubic_psnr_rgb"] > res["mean"]["psnr_rgb"]
+    with pytest.raises(ValueError, match="needs 128x160"):
+        evaluate.evaluate_pairs(net, [("small", lr, hr[:-1])], scale=4)
+    with pytest.raises(ValueError, match="x4"):
+        evaluate.evaluate_pairs(net, [("a", lr, hr)], scale=2)
+
+
+def _parse(add, argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add(parser)
+    return parser.parse_args(argv.split())  # pytest's tmp_path has no spaces
+
+
+def test_cli_upscale_export_eval(net: torch.nn.Module, lr_image: np.ndarray, tmp_path, capsys) -> None:
+    ckpt = export_sr(net, "vdsr_lr", NET_ARGS, tmp_path / "sr.pt")
+    save_rgb(lr_image, tmp_path / "in" / "a.png")
+    save_rgb(lr_image[:17, :23], tmp_path / "in" / "b.jpg")
+    args = _parse(inference.add_upscale_arguments, f"--checkpoint {ckpt} --out {tmp_path}/out --tile 16 {tmp_path}/in")
+    assert inference.run_upscale(args) == 0
+    assert Image.open(tmp_path / "out" / "a.png").size == (208, 160)
+    assert Image.open(tmp_path / "out" / "b.png").size == (92, 68)
+
+    args = _parse(inference.add_export_arguments, f"--checkpoint {ckpt} --out {tmp_path}/re.pt")
+    assert inference.run_export(args) == 0
+    assert torch.load(tmp_path / "re.pt", weights_only=True)["args"] == NET_ARGS
+
+    save_rgb(np.repeat(np.repeat(lr_image, 4, 0), 4, 1), tmp_path / "hr" / "a.png")
+    argv = f"--checkpoint {ckpt} --lr {tmp_path}/in --hr {tmp_path}/hr --json {tmp_path}/r.json --max-shift 2"
+    args = _parse(evaluate.add_arguments, argv)
+    capsys.readouterr()
+    assert evaluate.run(args) == 0
+    captured = capsys.readouterr()
+    assert "mean (1)" in captured.out and "b" in captured.err  # b has no HR: warned and skipped
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["count"] == 1 and result["images"][0]["name"] == "a" and "psnr_rgb_best_shift" in result["mean"]
+
+    args = _parse(evaluate.add_arguments, f"--checkpoint {tmp_path}/nope.pt --lr x --hr y")
+    assert evaluate.run(args) == 2
+
+
+def test_load_from_training_checkpoint_dir(net: torch.nn.Module, lr_image: np.ndarray, tmp_path, capsys) -> None:
+    from cyclesr_dist.engine.checkpoint import CheckpointManager
+
+    meta = {"config": {"model": {"sr": {"name": "vdsr_lr", "args": NET_ARGS}}}}
+    groups = {"SR": {"nets": {"sr": net.state_dict()}, "optimizer": {}}}
+    CheckpointManager(tmp_path / "run" / "checkpoints", keep=1, rank=0, world_size=1).save(7, meta, groups, {})
+    expected = upscale_image(net, lr_image, tile=None)
+    # a step directory, the checkpoints/ directory and the run's output directory all resolve to it
+    for path in ("run/checkpoints/step-00000007", "run/checkpoints", "run"):
+        np.testing.assert_array_equal(upscale_image(load_sr(tmp_path / path), lr_image, tile=None), expected)
+    args = _parse(inference.add_export_arguments, f"--checkpoint {tmp_path}/run --out {tmp_path}/sr.pt")
+    assert inference.run_export(args) == 0
+    np.testing.assert_array_equal(upscale_image(load_sr(tmp_path / "sr.pt"), lr_image, tile=None), expected)

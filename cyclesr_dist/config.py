@@ -89,6 +89,7 @@ class TrainConfig:
     log_every: int = 10
     image_every: int = 500  # sample grids to the tracker
     val_every_epochs: int = 5
+    val_max_shift: int = 0  # also report the best PSNR over shifts within ±K px (the reference's val_ps_offset: 10)
     deterministic: bool = False
     channels_last: bool = False
     compile: bool = False

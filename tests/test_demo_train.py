@@ -53,7 +53,7 @@ def test_short_demo_run_sr_loss_falls_and_validates(demo_data, tmp_path):
     assert np.mean(sr[-3:]) < 0.75 * np.mean(sr[:3]), sr
     assert [r["stage"] for r in records if "stage" in r][:2] == ["translation", "translation"]
     val = [r for r in records if "val/psnr_rgb" in r]
-    assert val and val[-1]["step"] == 60 and val[-1]["val/psnr_rgb_bicubic"] > 15
+    assert val and val[-1]["step"] == 60 and val[-1]["val/bicubic_psnr_rgb"] > 15
     assert "step=60" in result.stdout
     checkpoints = CheckpointManager(out / "checkpoints", keep=2, rank=0, world_size=1).complete_checkpoints()
     assert [c.step for c in checkpoints] == [30, 60]

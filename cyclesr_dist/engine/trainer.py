@@ -21,7 +21,7 @@ from ..config import Config, config_to_dict, dump_config
 from ..cyclesr import CycleSR, Stage, build_networks, network_groups, stage_for_epoch
 from ..data.folder import FolderUnpairedLoader, paired_val_images
 from ..data.images import model_to_uint8, uint8_to_model
-from ..metrics import psnr
+from ..evaluate import evaluate_pairs
 from .backend import prepare_backend
 from .checkpoint import CheckpointManager, load_rank_state, rng_state, set_rng_state
 from .ops import set_learning_rates
@@ -84,20 +84,10 @@ def load_val_pairs(config: Config) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return []
 
 
-@torch.no_grad()
-def validate(sr_net: torch.nn.Module, pairs: list, scale: int, device: torch.device) -> dict[str, float]:
-    """Mean PSNR(RGB) of SR and of bicubic on the paired validation images (border shave = scale)."""
-    was_training = sr_net.training
-    sr_net.eval()
-    sr_scores, bicubic_scores = [], []
-    for _, lr_img, hr_img in pairs:
-        lr = uint8_to_model(lr_img).unsqueeze(0).to(device)
-        hr = uint8_to_model(hr_img[: lr.shape[-2] * scale, : lr.shape[-1] * scale]).unsqueeze(0).to(device)
-        sr_scores.append(psnr(sr_net(lr).clamp(-1, 1), hr, shave=scale))
-        bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
-        bicubic_scores.append(psnr(bicubic, hr, shave=scale))
-    sr_net.train(was_training)
-    return {"val/psnr_rgb": float(np.mean(sr_scores)), "val/psnr_rgb_bicubic": float(np.mean(bicubic_scores))}
+def validate(sr_net: torch.nn.Module, pairs: list, scale: int, max_shift: int) -> dict[str, float]:
+    """PSNR/SSIM of SR and of bicubic on the paired validation images: the same code as `cyclesr eval`."""
+    mean = evaluate_pairs(sr_net, pairs, scale=scale, max_shift=max_shift)["mean"]
+    return {f"val/{k}": v for k, v in mean.items()}
 
 
 @torch.no_grad()
@@ -226,7 +216,10 @@ def train(config: Config) -> int:
                 and ((end_of_epoch and epoch % config.train.val_every_epochs == 0) or step == total)
                 and stage is not Stage.TRANSLATION
             ):
-                logger.log(validate(backend.unwrap(wrapped["sr"]), val_pairs, config.data.scale, device), step)
+                logger.log(
+                    validate(backend.unwrap(wrapped["sr"]), val_pairs, config.data.scale, config.train.val_max_shift),
+                    step,
+                )
             stop = preemption.should_stop(device)
             if stop or step == total or step % config.checkpoint.every_steps == 0:
                 save(step)
@@ -256,5 +249,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

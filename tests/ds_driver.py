@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import random_batch, tiny_config  # noqa: E402
+from cyclesr_testutils import random_batch, tiny_config  # noqa: E402
 
 from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers, network_groups  # noqa: E402
 from cyclesr_dist.engine.deepspeed_backend import DeepSpeedOps, prepare_deepspeed, unwrap  # noqa: E402

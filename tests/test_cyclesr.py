@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config
+from cyclesr_testutils import random_batch, tiny_config
 
 from cyclesr_dist.config import OptimConfig, StageConfig
 from cyclesr_dist.cyclesr import (

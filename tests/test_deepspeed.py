@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
+from cyclesr_testutils import tiny_config
 
 from cyclesr_dist.engine.deepspeed_backend import (
     DS_SUBDIR,

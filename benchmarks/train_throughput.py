@@ -817,7 +817,8 @@ def print_stage_table(setup: Setup, stage: str, res: dict[str, Any], flops: dict
 
 
 def print_targets(all_rows: dict[str, dict[str, list[dict]]]) -> list[str]:
-    if not any("joint" in stages for stages in all_rows.values()):
+    needed = {"ours", "bare", "reference"}
+    if not any(needed <= {r["variant"] for r in stages.get("joint", [])} for stages in all_rows.values()):
         return []
     print("\n### Targets (joint stage)\n")
     print("| config | ours ÷ bare, wall (≤ 1.05) | ours ÷ bare, CPU time | reference ÷ ours, wall (≥ 1.3) "

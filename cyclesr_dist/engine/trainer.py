@@ -37,36 +37,23 @@ def build_loader(config: Config, rank: int, world_size: int):
             f"train.gradient_accumulation_steps={k}"
         )
     per_rank = d.batch_size // (world_size * k)
-    seed = config.seed
-    if d.kind == "folder":
-        root = Path(d.root)
-        return FolderUnpairedLoader(
-            root / "hr",
-            root / "real_lr",
-            hr_patch=d.hr_patch,
-            scale=d.scale,
-            batch_size=per_rank,
-            num_workers=d.num_workers,
-            seed=seed,
-            rank=rank,
-            pin_memory=d.pin_memory,
-        )
-    from ..data.stream import StreamingUnpairedLoader, check_shards
-
-    check_shards(d.hr_shards)
-    check_shards(d.lr_shards)
-    return StreamingUnpairedLoader(
-        d.hr_shards,
-        d.lr_shards,
+    # Both loaders take the same stream parameters; only where the images come from differs.
+    common = dict(
         hr_patch=d.hr_patch,
         scale=d.scale,
         batch_size=per_rank,
         num_workers=d.num_workers,
-        seed=seed,
+        seed=config.seed,
         rank=rank,
-        world_size=world_size,
         pin_memory=d.pin_memory,
     )
+    if d.kind == "folder":
+        return FolderUnpairedLoader(Path(d.root) / "hr", Path(d.root) / "real_lr", **common)
+    from ..data.stream import StreamingUnpairedLoader, check_shards
+
+    check_shards(d.hr_shards)
+    check_shards(d.lr_shards)
+    return StreamingUnpairedLoader(d.hr_shards, d.lr_shards, world_size=world_size, **common)
 
 
 def load_val_pairs(config: Config) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -226,7 +226,16 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path) -> dict[str, 
     base = {
         "seed": args.seed,
         "model": {
-            "generator": {"name": "resnet", "args": {"ngf": args.ngf, "n_blocks": args.n_blocks}},
+            "generator": {
+                "name": "resnet",
+                "args": {
+                    "ngf": args.ngf,
+                    "n_blocks": args.n_blocks,
+                    "up_mode": args.g_up_mode,
+                    "residual": args.g_residual,
+                    "noise_channels": args.g_noise_channels,
+                },
+            },
             "discriminator": {"name": "patchgan", "args": {"ndf": args.ndf, "n_layers": 3}},
             "sr": {"name": args.sr_net, "args": json.loads(args.sr_args)},
         },
@@ -235,12 +244,13 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path) -> dict[str, 
             "root": str(data),
             "hr_patch": args.hr_patch,
             "batch_size": args.batch_size,
-            "num_workers": 1,
+            "num_workers": args.num_workers,
             "steps_per_epoch": spe,
         },
         "train": {"log_every": 50, "image_every": 0, "val_every_epochs": 1000},
         "checkpoint": {"every_steps": 500, "keep": 1, "resume": "auto"},
         "wandb": {"mode": "disabled"},
+        "loss": {"cycle_sr_lam": args.cycle_sr_lam},
     }
 
     def config(name: str, optim: dict, stages: dict, max_steps: int) -> dict:
@@ -341,10 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deb", default=None, help="use this mate-backgrounds .deb instead of apt-get download")
     p.add_argument("--test-crop", type=int, default=1024, help="test HR = centre crop of at most this side")
     p.add_argument("--sr-net", default="vdsr_lr")
-    p.add_argument("--sr-args", default='{"nf": 32, "nb": 6}', help="JSON constructor args of the SR net")
+    p.add_argument(
+        "--sr-args", default='{"nf": 32, "nb": 6, "bicubic_skip": true}', help="JSON constructor args of the SR net"
+    )
     p.add_argument("--ngf", type=int, default=16, help="CycleSR generators' width")
     p.add_argument("--n-blocks", type=int, default=3, help="CycleSR generators' residual blocks")
     p.add_argument("--ndf", type=int, default=16, help="CycleSR discriminators' width")
+    p.add_argument("--g-up-mode", default="transpose", help="generators' upsampling: transpose|pixelshuffle|resize")
+    p.add_argument("--g-residual", action=argparse.BooleanOptionalAction, default=True, help="identity-skip generators")
+    p.add_argument("--g-noise-channels", type=int, default=0, help="noise channels fed to the generators")
+    p.add_argument("--cycle-sr-lam", type=float, default=1000.0, help="weight of the SR loss in CycleSR's G update")
+    p.add_argument("--num-workers", type=int, default=1, help="data-loader workers per training run")
     p.add_argument("--hr-patch", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=100)
@@ -376,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     results = evaluate_models(work, data, names, args.device, args.tile)
     sr_updates = (args.pretrain_epochs + args.joint_epochs) * args.steps_per_epoch
     summary = {
+        "command": " ".join([Path(sys.argv[0]).name, *argv]),
+        "args": vars(args),
         "sr_net": args.sr_net,
         "sr_args": json.loads(args.sr_args),
         "sr_updates": sr_updates,

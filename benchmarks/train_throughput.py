@@ -27,10 +27,10 @@ overhead), `demo` (configs/demo.yaml at its patch and batch), `reference` (confi
   `.to(device)`, `backend.autocast()`, the loss dict to floats every `log_every` steps and the preemption check,
   as in `engine/trainer.py`.
 - fast-path switches, each applied to `ours` alone: `channels_last` (networks and batch), `forloop_adam`
-  (Adam foreach=False), `fused_adam` (Adam fused=True: the config has no switch for it, built here), `amp`
+  (Adam foreach=False), `fused_adam` (`optim.fused=true`: Adam fused=True), `amp`
   (bf16 autocast on when the base precision is fp32, off when it is bf16; on CPU a fifth of the steps, and not
   for the reference config unless --cpu-bf16-reference), `compile` (each network through `torch.compile`, as
-  `train.compile=true` does; compile time is reported separately), `batched` (`BatchedCycleSR` below: the same
+  `train.compile=true` does; compile time is reported separately), `batched` (`train.batched_calls=true`: the same
   maths in 3 generator calls instead of 6 and 2 discriminator calls instead of 4), `batched_fused` (both).
 
 Every variant starts from the same initial weights and pool seeds; after the first step their weights are
@@ -94,10 +94,8 @@ from cyclesr_dist.cyclesr import (  # noqa: E402
     Stage,
     build_networks,
     build_optimizers,
-    gan_loss,
     network_groups,
     scale_grad,
-    set_requires_grad,
 )
 from cyclesr_dist.engine.ops import OptimizerOps, set_learning_rates  # noqa: E402
 from cyclesr_dist.reference import reference_optimize_parameters  # noqa: E402
@@ -240,16 +238,9 @@ def fresh_networks(setup: Setup, channels_last: bool) -> torch.nn.ModuleDict:
 
 
 def make_optimizers(nets: torch.nn.ModuleDict, config: Config, adam: str) -> dict[str, torch.optim.Optimizer]:
-    optim = config.optim
-    if adam in ("foreach", "forloop"):
-        return build_optimizers(nets, dataclasses.replace(optim, foreach=adam == "foreach"))
-    # fused: what `build_optimizers` would build with a `fused` switch (see the proposed diff in BENCHMARKS.md)
-    return {
-        g.name: torch.optim.Adam(
-            [p for name in g.networks for p in nets[name].parameters()], lr=g.base_lr, betas=optim.betas, fused=True
-        )
-        for g in network_groups(optim)
-    }
+    """`build_optimizers` with `optim.foreach` / `optim.fused` set for the variant."""
+    optim = dataclasses.replace(config.optim, foreach=adam == "foreach", fused=adam == "fused")
+    return build_optimizers(nets, optim)
 
 
 def autocast_ctx(device: torch.device, bf16: bool) -> Callable[[], contextlib.AbstractContextManager]:
@@ -290,7 +281,7 @@ def build_variant(v: Variant, setup: Setup, stage: Stage) -> Built:
         return Built(ref_step, nets)
 
     if v.structure == "batched":
-        model = BatchedCycleSR(nets, config.loss, pool_seed=0)
+        model = CycleSR(nets, config.loss, pool_seed=0, batched_calls=True)
         ops = OptimizerOps(optimizers, clip)
 
         def batched_step() -> None:
@@ -355,61 +346,6 @@ def build_variant(v: Variant, setup: Setup, stage: Stage) -> Built:
 
     unwrapped = torch.nn.ModuleDict({n: backend.unwrap(backend.nets[n]) for n in NETS})
     return Built(trainer_step, unwrapped, preemption.restore)
-
-
-class BatchedCycleSR(CycleSR):
-    """Proposed fast path (see BENCHMARKS.md): the same maths as `CycleSR.optimize_parameters` with fewer, larger
-    network calls. G runs on [x; y] (G(x) and the identity G(y)), F on [y; x; G(x)] (F(y), the identity F(x) and
-    F(G(x))), G once more on F(y); each discriminator scores [real; pooled fake] in one call. 3 generator calls
-    instead of 6 and 2 discriminator calls instead of 4 in the D pass, the same FLOPs in bigger GEMMs. Exact for
-    per-sample normalisation (instance norm, none), which the configs use; BatchNorm would see other statistics.
-    One micro-batch only (what is benchmarked here).
-    """
-
-    def optimize_parameters(self, batch, stage: Stage, ops) -> dict[str, torch.Tensor]:  # noqa: ANN001
-        if isinstance(batch, list):
-            if len(batch) != 1:
-                raise ValueError("the batched sketch covers one micro-batch")
-            batch = batch[0]
-        if stage is Stage.SR_PRETRAIN:
-            return super().optimize_parameters(batch, stage, ops)
-        n, lam = self.nets, self.loss
-        x, y, hr = batch["clean_lr"], batch["real_lr"], batch["hr"]
-        b = x.shape[0]
-        g_out = n["gen_clean_to_real"](torch.cat([x, y]))
-        fake_real, idt_real = g_out[:b], g_out[b:]
-        f_out = n["gen_real_to_clean"](torch.cat([y, x, fake_real]))
-        fake_clean, idt_clean, rec_clean = f_out[:b], f_out[b : 2 * b], f_out[2 * b :]
-        rec_real = n["gen_clean_to_real"](fake_clean)
-
-        d_x = n["disc_clean"](torch.cat([x, self.pool_clean.query(fake_clean)]))
-        d_y = n["disc_real"](torch.cat([y, self.pool_real.query(fake_real)]))
-        loss_d_clean = 0.5 * (gan_loss(d_x[:b], True) + gan_loss(d_x[b:], False))
-        loss_d_real = 0.5 * (gan_loss(d_y[:b], True) + gan_loss(d_y[b:], False))
-        ops.backward(loss_d_clean + loss_d_real)
-        ops.step("D_X")
-        ops.step("D_Y")
-
-        discs = [n["disc_clean"], n["disc_real"]]
-        set_requires_grad(discs, False)
-        loss_gan = gan_loss(ops.frozen(n["disc_real"])(fake_real), True) + gan_loss(
-            ops.frozen(n["disc_clean"])(fake_clean), True
-        )
-        loss_cycle = lam.lambda_cycle * (F.l1_loss(rec_clean, x) + F.l1_loss(rec_real, y))
-        loss_idt = lam.lambda_cycle * lam.lambda_identity * (F.l1_loss(idt_real, y) + F.l1_loss(idt_clean, x))
-        loss_g = loss_gan + loss_cycle + loss_idt
-        losses = {"loss/D_X": loss_d_clean.detach(), "loss/D_Y": loss_d_real.detach(), "loss/G": loss_g.detach()}
-        total = loss_g
-        if stage is Stage.JOINT:  # sr_lam > 0 in the configs benchmarked (as in the bare loop)
-            loss_sr = F.mse_loss(n["sr"](scale_grad(fake_real, lam.cycle_sr_lam / lam.sr_lam)), hr)
-            total = loss_g + lam.sr_lam * loss_sr
-            losses["loss/SR"] = loss_sr.detach()
-        ops.backward(total)
-        set_requires_grad(discs, True)
-        ops.step("G")
-        if stage is Stage.JOINT:
-            ops.step("SR")
-        return losses
 
 
 def make_bare_step(
@@ -1057,6 +993,9 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = print_targets(all_rows)
 
     if args.memory:
+        if device.type == "cuda":  # this process's cached blocks would leave the children too little memory
+            gc.collect()
+            torch.cuda.empty_cache()
         unit = "peak RSS above the pre-step RSS" if device.type == "cpu" else "max_memory_allocated above pre-step"
         print(f"\n### Peak memory, MiB ({unit}; one fresh process each, {args.memory_steps} steps)\n")
         keys = list(args.memory_variants)

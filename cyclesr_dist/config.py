@@ -55,6 +55,7 @@ class OptimConfig:
     n_epoch: int = 100  # epochs at the initial learning rate
     n_epoch_decay: int = 100  # epochs of linear decay to zero after that
     foreach: bool = True
+    fused: bool = False  # torch's fused Adam kernel (CPU and CUDA); overrides foreach
 
 
 @dataclass
@@ -93,6 +94,7 @@ class TrainConfig:
     deterministic: bool = False
     channels_last: bool = False
     compile: bool = False
+    batched_calls: bool = False  # fewer, larger G/F/D calls per step (same maths; refused with BatchNorm)
 
 
 @dataclass

@@ -100,3 +100,43 @@ def test_a_new_sr_net_is_one_class_and_one_registry_entry():
         assert nets["sr"](torch.zeros(1, 3, 8, 8)).shape == (1, 3, 32, 32)
     finally:
         SR_NETS._entries.pop("test_bicubic_plus_conv")
+
+
+@pytest.mark.parametrize("name", ["vdsr_lr", "srresnet"])
+def test_bicubic_skip_adds_exactly_the_bicubic_upsampling(name):
+    x = torch.rand(2, 3, 12, 12) * 2 - 1
+    plain = SR_NETS.build(name, {"nf": 8, "nb": 1})
+    skip = SR_NETS.build(name, {"nf": 8, "nb": 1, "bicubic_skip": True})
+    skip.load_state_dict(plain.state_dict())  # the option adds no parameters
+    plain.eval(), skip.eval()
+    bicubic = nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(skip(x), plain(x) + bicubic)
+
+
+def test_residual_generator_starts_as_the_identity_and_learns():
+    x = torch.rand(2, 3, 16, 16) * 1.8 - 0.9
+    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "residual": True})
+    torch.testing.assert_close(g(x), x)
+    opt = torch.optim.Adam(g.parameters(), lr=1e-2)
+    target = x.flip(-1)
+    losses = []
+    for _ in range(20):
+        loss = nn.functional.l1_loss(g(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]  # the zero-initialised tail does not block learning
+    assert n_params(g) == n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1}))
+
+
+def test_noise_channels_make_the_generator_stochastic_and_seedable():
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "noise_channels": 2})
+    torch.manual_seed(0)
+    a = g(x)
+    b = g(x)
+    torch.manual_seed(0)
+    assert not torch.allclose(a, b) and torch.equal(g(x), a)
+    assert n_params(g) - n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1})) == 2 * 8 * 7 * 7

@@ -123,7 +123,7 @@ def train(config: Config) -> int:
     accelerator, wrapped, optimizers, ops = backend.accelerator, backend.nets, backend.optimizers, backend.ops
     rank, world_size, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     groups = network_groups(config.optim)
-    model = CycleSR(wrapped, config.loss, pool_seed=config.seed * 1000 + rank)
+    model = CycleSR(wrapped, config.loss, pool_seed=config.seed * 1000 + rank, batched_calls=config.train.batched_calls)
     loader = build_loader(config, rank, world_size)
     val_pairs = load_val_pairs(config) if accelerator.is_main_process else []
 

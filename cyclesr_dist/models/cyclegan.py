@@ -33,6 +33,12 @@ class ResnetGenerator(nn.Module):
     """7×7 head, `n_downsampling` stride-2 convs, `n_blocks` residual blocks, as many ×2 ups, 7×7 tail, tanh.
 
     Input height/width must be divisible by 2**n_downsampling.
+
+    `residual=True` (not in the reference) outputs clamp(x + net(x), -1, 1) with the last conv zero-initialised:
+    the generator starts as the identity and learns only the degradation (or its removal). With instance norm on
+    small LR crops the plain generator spends thousands of steps re-learning colours the skip gives for free.
+    `noise_channels=k` (not in the reference) feeds k channels of N(0, 1) noise beside the image: a deterministic
+    generator cannot produce sensor noise on flat regions, which a real-LR degradation usually has.
     """
 
     def __init__(
@@ -44,13 +50,15 @@ class ResnetGenerator(nn.Module):
         n_downsampling: int = 2,
         norm: str = "instance",
         up_mode: str = "transpose",
+        residual: bool = False,
+        noise_channels: int = 0,
     ) -> None:
         super().__init__()
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, ngf, 7, bias=use_bias),
+            nn.Conv2d(in_channels + noise_channels, ngf, 7, bias=use_bias),
             make_norm(ngf),
             nn.ReLU(True),
         ]
@@ -63,11 +71,21 @@ class ResnetGenerator(nn.Module):
             layers += [*upsample_x2(ch, ch // 2, up_mode, use_bias), make_norm(ch // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
-        self.multiple = 2**n_downsampling
+        self.multiple, self.residual, self.noise_channels = 2**n_downsampling, residual, noise_channels
         init_normal(self)
+        if residual:
+            last_conv = layers[-2]
+            nn.init.zeros_(last_conv.weight)
+            nn.init.zeros_(last_conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        inp = x
+        if self.noise_channels:
+            n, _, h, w = x.shape
+            inp = torch.cat([x, torch.randn(n, self.noise_channels, h, w, device=x.device, dtype=x.dtype)], 1)
+        if self.residual:
+            return (x + self.model(inp)).clamp(-1.0, 1.0)
+        return self.model(inp)
 
 
 @DISCRIMINATORS.register("patchgan")

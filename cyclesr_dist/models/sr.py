@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import init_normal, norm_layer
@@ -24,12 +25,19 @@ def _pixelshuffle_upsampler(nf: int, upscale: int) -> list[nn.Module]:
     return stages
 
 
+def bicubic_skip(lr: torch.Tensor, upscale: int) -> torch.Tensor:
+    """The bicubic ×upscale image the network's output is added to when `bicubic_skip` is on."""
+    return F.interpolate(lr, scale_factor=upscale, mode="bicubic", align_corners=False)
+
+
 @SR_NETS.register("vdsr_lr")
 class LRSpaceVDSR(nn.Module):
     """The reference's "VDSR": it works in LR space and upsamples at the end (no bicubic pre-upsampling).
 
     3×3 feature conv; `nb` conv-norm-ReLU blocks of `nf` channels plus a conv-norm, inside a global skip;
     log2(upscale) ×2 pixel-shuffle stages (conv → shuffle → ReLU); two 3×3 convs at HR resolution.
+    `bicubic_skip=True` (not in the reference) adds the bicubic upsampling of the input to the output, so the
+    network starts at bicubic quality and learns only the residual: far fewer steps to beat bicubic.
     """
 
     def __init__(
@@ -40,6 +48,7 @@ class LRSpaceVDSR(nn.Module):
         nb: int = 20,
         upscale: int = 4,
         norm: str = "none",
+        bicubic_skip: bool = False,
     ) -> None:
         super().__init__()
         make_norm = norm_layer(norm)
@@ -51,13 +60,14 @@ class LRSpaceVDSR(nn.Module):
         self.body = nn.Sequential(*body)
         self.upsample = nn.Sequential(*_pixelshuffle_upsampler(nf, upscale))
         self.tail = nn.Sequential(_conv3(nf, nf), nn.ReLU(True), _conv3(nf, out_channels))
-        self.upscale = upscale
+        self.upscale, self.bicubic_skip = upscale, bicubic_skip
         init_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
         feat = feat + self.body(feat)
-        return self.tail(self.upsample(feat))
+        out = self.tail(self.upsample(feat))
+        return out + bicubic_skip(x, self.upscale) if self.bicubic_skip else out
 
 
 class _SRResBlock(nn.Module):
@@ -72,7 +82,8 @@ class _SRResBlock(nn.Module):
 
 @SR_NETS.register("srresnet")
 class SRResNet(nn.Module):
-    """SRResNet (Ledig et al. 2017): 9×9 head, `nb` residual blocks, global skip, pixel-shuffle ×2 stages, 9×9 tail."""
+    """SRResNet (Ledig et al. 2017): 9×9 head, `nb` residual blocks, global skip, pixel-shuffle ×2 stages, 9×9 tail;
+    `bicubic_skip` as in `LRSpaceVDSR`."""
 
     def __init__(
         self,
@@ -82,6 +93,7 @@ class SRResNet(nn.Module):
         nb: int = 16,
         upscale: int = 4,
         norm: str = "batch",
+        bicubic_skip: bool = False,
     ) -> None:
         super().__init__()
         make_norm = norm_layer(norm)
@@ -92,9 +104,10 @@ class SRResNet(nn.Module):
             stages += [_conv3(nf, nf * 4), nn.PixelShuffle(2), nn.PReLU(nf)]
         self.upsample = nn.Sequential(*stages)
         self.tail = nn.Conv2d(nf, out_channels, 9, padding=4)
-        self.upscale = upscale
+        self.upscale, self.bicubic_skip = upscale, bicubic_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
         feat = feat + self.body(feat)
-        return self.tail(self.upsample(feat))
+        out = self.tail(self.upsample(feat))
+        return out + bicubic_skip(x, self.upscale) if self.bicubic_skip else out

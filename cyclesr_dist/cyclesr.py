@@ -205,8 +205,6 @@ class CycleSR:
         batches = batch if isinstance(batch, list) else [batch]
         if stage is Stage.SR_PRETRAIN:
             return self._sr_pretrain_step(batches, ops)
-        if self.batched_calls and len(batches) == 1:
-            return self._batched_step(batches[0], stage, ops)
         k = len(batches)
         losses: dict[str, torch.Tensor] = {}
 
@@ -244,43 +242,25 @@ class CycleSR:
             ops.step("SR")
         return losses
 
-    def _batched_step(self, b: Batch, stage: Stage, ops: StepOps) -> dict[str, torch.Tensor]:
-        """`optimize_parameters` for one micro-batch with fewer, larger calls: G on [x; y] (G(x) and the identity
-        G(y)), F on [y; x; G(x)] (F(y), the identity F(x), F(G(x))), G on F(y); each discriminator scores
-        [real; pooled fake] at once. 3 generator calls instead of 6 and 2 discriminator calls instead of 4 in the
-        D pass: the same FLOPs in bigger convolutions, the same maths for per-sample norms (checked at init)."""
+    def _translate(self, b: Batch) -> dict[str, torch.Tensor]:
+        """G(x), F(G(x)), F(y), G(F(y)); with `batched_calls` also the identities G(y), F(x), from 3 generator
+        calls instead of 4 (+2): G on [x; y], F on [y; x; G(x)], G on F(y)."""
         n = self.nets
         x, y = b["clean_lr"], b["real_lr"]
-        size = x.shape[0]
-        fake_real, idt_real = n["gen_clean_to_real"](torch.cat([x, y])).split(size)
-        fake_clean, idt_clean, rec_clean = n["gen_real_to_clean"](torch.cat([y, x, fake_real])).split(size)
-        rec_real = n["gen_clean_to_real"](fake_clean)
-
-        d_clean = n["disc_clean"](torch.cat([x, self.pool_clean.query(fake_clean)]))
-        d_real = n["disc_real"](torch.cat([y, self.pool_real.query(fake_real)]))
-        loss_d_clean = 0.5 * (gan_loss(d_clean[:size], True) + gan_loss(d_clean[size:], False))
-        loss_d_real = 0.5 * (gan_loss(d_real[:size], True) + gan_loss(d_real[size:], False))
-        ops.backward(loss_d_clean + loss_d_real)
-        ops.step("D_X")
-        ops.step("D_Y")
-
-        discs = [n["disc_clean"], n["disc_real"]]
-        set_requires_grad(discs, False)
-        translations = {"fake_real": fake_real, "rec_clean": rec_clean, "fake_clean": fake_clean, "rec_real": rec_real}
-        total, losses = self._generator_loss(b, translations, stage, ops, identities=(idt_real, idt_clean))
-        ops.backward(total)
-        set_requires_grad(discs, True)
-        ops.step("G")
-        if stage is Stage.JOINT and self.loss.sr_lam > 0:
-            ops.step("SR")
-        losses = {name: value.detach() for name, value in losses.items()}
-        return {"loss/D_X": loss_d_clean.detach(), "loss/D_Y": loss_d_real.detach(), **losses}
-
-    def _translate(self, b: Batch) -> dict[str, torch.Tensor]:
-        """G(x), F(G(x)), F(y), G(F(y))."""
-        n = self.nets
-        fake_real = n["gen_clean_to_real"](b["clean_lr"])
-        fake_clean = n["gen_real_to_clean"](b["real_lr"])
+        if self.batched_calls:
+            size = x.shape[0]
+            fake_real, idt_real = n["gen_clean_to_real"](torch.cat([x, y])).split(size)
+            fake_clean, idt_clean, rec_clean = n["gen_real_to_clean"](torch.cat([y, x, fake_real])).split(size)
+            return {
+                "fake_real": fake_real,
+                "rec_clean": rec_clean,
+                "fake_clean": fake_clean,
+                "rec_real": n["gen_clean_to_real"](fake_clean),
+                "idt_real": idt_real,
+                "idt_clean": idt_clean,
+            }
+        fake_real = n["gen_clean_to_real"](x)
+        fake_clean = n["gen_real_to_clean"](y)
         return {
             "fake_real": fake_real,
             "rec_clean": n["gen_real_to_clean"](fake_real),
@@ -291,40 +271,36 @@ class CycleSR:
     def _discriminator_losses(
         self, b: Batch, fake_clean: torch.Tensor, fake_real: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """D_X and D_Y on real images vs. pooled, detached fakes: 0.5 × (real + fake)."""
-        n = self.nets
-        loss_d_clean = 0.5 * (
-            gan_loss(n["disc_clean"](b["clean_lr"]), True)
-            + gan_loss(n["disc_clean"](self.pool_clean.query(fake_clean)), False)
-        )
-        loss_d_real = 0.5 * (
-            gan_loss(n["disc_real"](b["real_lr"]), True)
-            + gan_loss(n["disc_real"](self.pool_real.query(fake_real)), False)
-        )
-        return loss_d_clean, loss_d_real
+        """D_X and D_Y on real images vs. pooled, detached fakes: 0.5 × (real + fake); with `batched_calls` each
+        discriminator scores [real; fake] in one call."""
+        losses = []
+        for disc, pool, real, fake in (
+            (self.nets["disc_clean"], self.pool_clean, b["clean_lr"], fake_clean),
+            (self.nets["disc_real"], self.pool_real, b["real_lr"], fake_real),
+        ):
+            fake = pool.query(fake)
+            if self.batched_calls:
+                score_real, score_fake = disc(torch.cat([real, fake])).split(real.shape[0])
+            else:
+                score_real, score_fake = disc(real), disc(fake)
+            losses.append(0.5 * (gan_loss(score_real, True) + gan_loss(score_fake, False)))
+        return losses[0], losses[1]
 
     def _generator_loss(
-        self,
-        b: Batch,
-        t: dict[str, torch.Tensor],
-        stage: Stage,
-        ops: StepOps,
-        identities: tuple[torch.Tensor, torch.Tensor] | None = None,
+        self, b: Batch, t: dict[str, torch.Tensor], stage: Stage, ops: StepOps
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Adversarial + cycle + identity (+ the SR term in the joint stage); discriminators already frozen.
-        `identities` = (G(y), F(x)) when the caller already has them."""
+        The identities G(y), F(x) come from `t` when `_translate` made them (batched calls)."""
         n, lam = self.nets, self.loss
         clean_lr, real_lr = b["clean_lr"], b["real_lr"]
-        if identities is None:
-            identities = (n["gen_clean_to_real"](real_lr), n["gen_real_to_clean"](clean_lr))
+        idt_real = t["idt_real"] if "idt_real" in t else n["gen_clean_to_real"](real_lr)
+        idt_clean = t["idt_clean"] if "idt_clean" in t else n["gen_real_to_clean"](clean_lr)
         loss_gan = gan_loss(ops.frozen(n["disc_real"])(t["fake_real"]), True) + gan_loss(
             ops.frozen(n["disc_clean"])(t["fake_clean"]), True
         )
         loss_cycle = lam.lambda_cycle * (F.l1_loss(t["rec_clean"], clean_lr) + F.l1_loss(t["rec_real"], real_lr))
         loss_idt = (
-            lam.lambda_cycle
-            * lam.lambda_identity
-            * (F.l1_loss(identities[0], real_lr) + F.l1_loss(identities[1], clean_lr))
+            lam.lambda_cycle * lam.lambda_identity * (F.l1_loss(idt_real, real_lr) + F.l1_loss(idt_clean, clean_lr))
         )
         loss_g = loss_gan + loss_cycle + loss_idt
         values = {"loss/G_gan": loss_gan, "loss/G_cycle": loss_cycle, "loss/G_identity": loss_idt, "loss/G": loss_g}

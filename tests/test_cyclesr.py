@@ -181,16 +181,20 @@ def test_gradient_accumulation_equals_one_larger_batch(stage):
             )
 
 
+@pytest.mark.parametrize("micro_batches", [1, 2])
 @pytest.mark.parametrize("stage", [Stage.TRANSLATION, Stage.JOINT])
-def test_batched_calls_compute_the_same_losses_and_gradients(stage):
-    """`train.batched_calls`: 3 generator and 2 discriminator calls instead of 6 and 4, the same maths."""
+def test_batched_calls_compute_the_same_losses_and_gradients(stage, micro_batches):
+    """`train.batched_calls`: 3 generator and 2 discriminator calls instead of 6 and 4, the same maths (also with
+    gradient accumulation over micro-batches)."""
     _, plain, plain_opts = make_model()
     config, batched, batched_opts = make_model()
     batched.batched_calls = True
     plain_ops = RecordingOps(plain_opts, config.optim.grad_clip, plain.nets)
     batched_ops = RecordingOps(batched_opts, config.optim.grad_clip, batched.nets)
     for i in range(2):  # the second step runs with filled pools and Adam state
-        batch = random_batch(seed=i)
+        batch = random_batch(batch=2 * micro_batches, seed=i)
+        if micro_batches > 1:
+            batch = [{k: v[j : j + 2] for k, v in batch.items()} for j in range(0, 2 * micro_batches, 2)]
         plain_losses = plain.optimize_parameters(batch, stage, plain_ops)
         batched_losses = batched.optimize_parameters(batch, stage, batched_ops)
         assert plain_losses.keys() == batched_losses.keys()

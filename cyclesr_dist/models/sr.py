@@ -25,7 +25,7 @@ def _pixelshuffle_upsampler(nf: int, upscale: int) -> list[nn.Module]:
     return stages
 
 
-def bicubic_skip(lr: torch.Tensor, upscale: int) -> torch.Tensor:
+def bicubic_upsample(lr: torch.Tensor, upscale: int) -> torch.Tensor:
     """The bicubic ×upscale image the network's output is added to when `bicubic_skip` is on."""
     return F.interpolate(lr, scale_factor=upscale, mode="bicubic", align_corners=False)
 
@@ -67,7 +67,7 @@ class LRSpaceVDSR(nn.Module):
         feat = self.head(x)
         feat = feat + self.body(feat)
         out = self.tail(self.upsample(feat))
-        return out + bicubic_skip(x, self.upscale) if self.bicubic_skip else out
+        return out + bicubic_upsample(x, self.upscale) if self.bicubic_skip else out
 
 
 class _SRResBlock(nn.Module):
@@ -110,4 +110,4 @@ class SRResNet(nn.Module):
         feat = self.head(x)
         feat = feat + self.body(feat)
         out = self.tail(self.upsample(feat))
-        return out + bicubic_skip(x, self.upscale) if self.bicubic_skip else out
+        return out + bicubic_upsample(x, self.upscale) if self.bicubic_skip else out

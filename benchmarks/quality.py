@@ -161,52 +161,18 @@ class PairedDegradedDataset(torch.utils.data.Dataset):
         return {"hr": out[1], "clean_lr": out[0], "real_lr": out[0]}
 
 
-class _CountFrom(torch.utils.data.Sampler[int]):
-    def __init__(self, start: int) -> None:
-        self.start = start
-
-    def __iter__(self):
-        i = self.start
-        while True:
-            yield i
-            i += 1
-
-
-class PairedDegradedLoader:
-    """Drop-in for the trainer's folder loader (same state_dict protocol: samples consumed)."""
-
-    def __init__(self, data: Path, hr_patch: int, batch_size: int, seed: int, rank: int) -> None:
-        self.dataset = PairedDegradedDataset(data, hr_patch, seed, rank)
-        self.batch_size, self.consumed = batch_size, 0
-
-    def __iter__(self):
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=_CountFrom(self.consumed)
-        )
-        for batch in loader:
-            self.consumed += self.batch_size
-            yield batch
-
-    def state_dict(self) -> dict:
-        return {"consumed": self.consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.consumed = int(state["consumed"])
-
-    def skipped(self) -> dict[str, int]:
-        return {}
-
-
 def _train_oracle(config_path: str) -> int:
     """Subprocess entry: the stock trainer with its loader swapped for the paired (degraded LR, HR) one."""
     from cyclesr_dist.config import load_config
+    from cyclesr_dist.data.folder import IndexedLoader
     from cyclesr_dist.engine import trainer
 
     config = load_config(config_path, [])
 
     def build_loader(config, rank, world_size):  # noqa: ANN001 (same signature as trainer.build_loader)
         d = config.data
-        return PairedDegradedLoader(Path(d.root), d.hr_patch, d.batch_size // world_size, config.seed, rank)
+        dataset = PairedDegradedDataset(Path(d.root), d.hr_patch, config.seed, rank)
+        return IndexedLoader(dataset, batch_size=d.batch_size // world_size, num_workers=d.num_workers)
 
     trainer.build_loader = build_loader
     return trainer.train(config)

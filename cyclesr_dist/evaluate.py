@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_write_text
 from .data.images import bicubic_resize, list_images, load_rgb, model_to_uint8, uint8_to_model
 from .inference import load_sr, net_upscale, resolve_device, upscale_image
 from .metrics import image_metrics
@@ -180,17 +179,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_json(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_json_safe(obj), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(_json_safe(obj), indent=2) + "\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .data.images import list_images, load_rgb, save_rgb, uint8_to_model
 
 EXPORT_FORMAT = "cyclesr-sr-export/1"
@@ -184,23 +183,6 @@ def _plain(value: Any, where: str) -> Any:
     raise TypeError(f"{where}: {type(value).__name__} is not a plain type (None/bool/int/float/str/list/dict)")
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the target folder, fsync, then os.replace: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def export_sr(net: nn.Module, name: str, args: dict[str, Any] | None, path: str | Path) -> Path:
     """Write the SR network alone: {format, name, args, upscale, state_dict}, plain types + CPU tensors.
 
@@ -216,7 +198,7 @@ def export_sr(net: nn.Module, name: str, args: dict[str, Any] | None, path: str 
         "upscale": net_upscale(plain),
         "state_dict": state,
     }
-    atomic_torch_save(payload, path)
+    atomic_write(path, lambda f: torch.save(payload, f))
     return Path(path)
 
 

@@ -74,23 +74,13 @@ class _CountFrom(Sampler[int]):
             i += 1
 
 
-class FolderUnpairedLoader:
-    """Endless iterator of batches {hr, clean_lr, real_lr}; `state_dict` is the number of samples consumed."""
+class IndexedLoader:
+    """Endless batches of dataset[consumed], dataset[consumed + 1], …; `state_dict` is the number of samples
+    consumed. For datasets whose item i is a pure function of i: a resumed run sees exactly the batches an
+    uninterrupted run would have seen."""
 
-    def __init__(
-        self,
-        hr_dir: str | Path,
-        lr_dir: str | Path,
-        *,
-        hr_patch: int,
-        scale: int,
-        batch_size: int,
-        num_workers: int,
-        seed: int,
-        rank: int = 0,
-        pin_memory: bool = False,
-    ) -> None:
-        self.dataset = UnpairedFolderDataset(hr_dir, lr_dir, hr_patch, scale, seed, rank)
+    def __init__(self, dataset: Dataset, *, batch_size: int, num_workers: int = 0, pin_memory: bool = False) -> None:
+        self.dataset = dataset
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.consumed = 0
 
@@ -116,6 +106,26 @@ class FolderUnpairedLoader:
 
     def skipped(self) -> dict[str, int]:
         return {}
+
+
+class FolderUnpairedLoader(IndexedLoader):
+    """Endless iterator of batches {hr, clean_lr, real_lr} from two image folders."""
+
+    def __init__(
+        self,
+        hr_dir: str | Path,
+        lr_dir: str | Path,
+        *,
+        hr_patch: int,
+        scale: int,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        rank: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        dataset = UnpairedFolderDataset(hr_dir, lr_dir, hr_patch, scale, seed, rank)
+        super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
 
 
 def paired_val_images(lr_dir: str | Path, hr_dir: str | Path, max_images: int = 0):

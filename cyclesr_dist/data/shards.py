@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
+from ..atomic import atomic_write_text
 from .images import decode_rgb, encode_png, list_images, load_rgb
 
 MANIFEST = "manifest.json"
@@ -288,9 +289,7 @@ def write_shards(
         "splits": splits,
         "skipped": skipped,
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 

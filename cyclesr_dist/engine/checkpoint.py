@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_text
+
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -35,15 +37,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -157,12 +150,12 @@ class CheckpointManager:
         final = self.root / name
         if self.rank == 0:
             meta = {**meta, "step": step, "world_size": self.world_size, "groups": sorted(groups)}
-            _atomic_write_text(partial / "meta.json", json.dumps(meta, indent=2))
+            atomic_write_text(partial / "meta.json", json.dumps(meta, indent=2))
             if final.exists():  # the same step saved again (e.g. a rerun): replace it
                 shutil.rmtree(final)
             os.replace(partial, final)
             _fsync_dir(self.root)
-            _atomic_write_text(self.root / "latest", name + "\n")
+            atomic_write_text(self.root / "latest", name + "\n")
             self._prune()
         self.barrier()
         return final

@@ -50,6 +50,14 @@ def _sbatch_train_sh(slurm, run_dir: Path, config: Path, overrides: list[str], t
     )
 
 
+def _assert_requeued_and_completed(info: dict, run_dir: Path, last_step: int, diag: str) -> None:
+    """The job was requeued at least once, finished, and trained every step 1..last_step exactly once, in order."""
+    assert info["JobState"] == "COMPLETED", diag
+    assert int(info["Restarts"]) >= 1, diag
+    steps = logged_steps(run_dir)
+    assert steps == list(range(1, last_step + 1)), f"a step was trained twice or skipped: {steps}{diag}"
+
+
 def _diagnostics(slurm, run_dir: Path, job_id: int) -> str:
     return (
         f"\n--- job {job_id}: {slurm.job_info(job_id)}\n--- run output:\n"
@@ -102,10 +110,7 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm, real_trainer, demo_data, t
     info = slurm.wait_state(job, FINAL_STATES, timeout=300)
     diag = _diagnostics(slurm, run_dir, job)
 
-    assert info["JobState"] == "COMPLETED", diag
-    assert int(info["Restarts"]) >= 1, diag
-    steps = logged_steps(run_dir)
-    assert steps == list(range(1, 9)), f"a step was trained twice or skipped: {steps}{diag}"
+    _assert_requeued_and_completed(info, run_dir, last_step=8, diag=diag)
     out = read_text(run_dir / f"slurm-{job}.out")
     assert "USR1" in out and "requeueing" in out, diag
     assert "preempted at step" in out and "resumed from" in out, diag
@@ -124,10 +129,7 @@ def test_scontrol_requeue_resumes_from_the_signal_checkpoint(slurm, tmp_path):
     info = slurm.wait_state(job, FINAL_STATES, timeout=180)
     diag = _diagnostics(slurm, run_dir, job)
 
-    assert info["JobState"] == "COMPLETED", diag
-    assert int(info["Restarts"]) >= 1, diag
-    steps = logged_steps(run_dir)
-    assert steps == list(range(1, 21)), f"a step was trained twice or skipped: {steps}{diag}"
+    _assert_requeued_and_completed(info, run_dir, last_step=20, diag=diag)
     out = read_text(run_dir / f"slurm-{job}.out")
     assert "got SIGTERM" in out and "resumed from" in out, diag
 

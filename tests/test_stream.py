@@ -18,6 +18,7 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from cyclesr_dist.data.folder import FolderUnpairedLoader
 from cyclesr_dist.data.images import bicubic_resize, encode_png
 from cyclesr_dist.data.shards import write_shards
 from cyclesr_dist.data.stream import (
@@ -226,3 +227,17 @@ def test_streams_over_http_without_a_local_copy(shards: Path) -> None:
             take(make(dead, base), 1)  # unreachable shards at train time: a clear error, not a hang
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_loaders_leave_the_global_rng_alone(shards: Path, demo_data: Path, workers: int) -> None:
+    """A resumed run restores the torch RNG, then builds its loader iterator; an iterator that drew from the
+    global RNG would put the run one draw behind an uninterrupted one (noise-fed generators read it)."""
+    folder = FolderUnpairedLoader(
+        demo_data / "hr", demo_data / "real_lr", hr_patch=PATCH, scale=SCALE, batch_size=2, num_workers=workers, seed=0
+    )
+    for loader in (make(shards, shards, num_workers=workers), folder):
+        torch.manual_seed(0)
+        before = torch.get_rng_state()
+        next(iter(loader))
+        assert torch.equal(torch.get_rng_state(), before), type(loader).__name__

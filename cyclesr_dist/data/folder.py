@@ -93,6 +93,9 @@ class IndexedLoader:
             pin_memory=self.pin_memory,
             persistent_workers=False,
             prefetch_factor=4 if self.num_workers else None,
+            # Its own generator: a DataLoader iterator otherwise draws its workers' base seed from the global
+            # torch RNG, which a resumed run would then be one draw behind on (noise-fed generators read it).
+            generator=torch.Generator(),
         )
         for batch in loader:
             self.consumed += self.batch_size

@@ -469,6 +469,7 @@ class StreamingUnpairedLoader:
             pin_memory=self.pin_memory,
             persistent_workers=False,
             in_order=True,
+            generator=torch.Generator(),  # not the global RNG: see data.folder.IndexedLoader
             **kwargs,
         )
         return self._consume(loader, token)

@@ -86,7 +86,6 @@ class DataConfig:
 class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (data.batch_size is per step)
-    gradient_accumulation_steps: int = 1
     log_every: int = 10
     image_every: int = 500  # sample grids to the tracker
     val_every_epochs: int = 5

@@ -131,12 +131,49 @@ def test_residual_generator_starts_as_the_identity_and_learns():
     assert n_params(g) == n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1}))
 
 
-def test_noise_channels_make_the_generator_stochastic_and_seedable():
+@pytest.mark.parametrize("noise_at, fed_to_channels", [("input", 8), ("tail", 3)])
+def test_noise_channels_make_the_generator_stochastic_and_seedable(noise_at, fed_to_channels):
     x = torch.rand(2, 3, 16, 16) * 2 - 1
-    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "noise_channels": 2})
+    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "noise_channels": 2, "noise_at": noise_at})
     torch.manual_seed(0)
     a = g(x)
     b = g(x)
     torch.manual_seed(0)
     assert not torch.allclose(a, b) and torch.equal(g(x), a)
-    assert n_params(g) - n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1})) == 2 * 8 * 7 * 7
+    # the 7×7 conv that takes them (head: ngf outputs; tail: 3 outputs) has 2 more input channels
+    added = n_params(g) - n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1}))
+    assert added == 2 * fed_to_channels * 7 * 7
+
+
+def test_tail_noise_is_white_at_full_resolution():
+    """Tail noise reaches the output pixel by pixel; input noise has to pass the stride-2 downsampling."""
+    torch.manual_seed(0)
+    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "noise_channels": 1, "noise_at": "tail"})
+    tail = g.model[-2]
+    with torch.no_grad():  # make the tail pass its noise channel straight through (centre tap only)
+        tail.weight.zero_()
+        tail.bias.zero_()
+        tail.weight[:, -1, 3, 3] = 0.1
+    x = torch.zeros(1, 3, 64, 64)
+    out = g(x) - g(x)  # two noise draws
+    lag1 = (out[..., 1:] * out[..., :-1]).mean() / out.pow(2).mean()
+    assert out.std() > 0.1 and abs(lag1) < 0.05  # neighbouring pixels uncorrelated
+
+
+def test_unknown_noise_placement_is_refused():
+    with pytest.raises(ValueError, match="noise_at"):
+        GENERATORS.build("resnet", {"noise_channels": 1, "noise_at": "middle"})
+
+
+def test_high_pass_discriminator_ignores_colour_and_sees_noise():
+    """With `high_pass` a global colour shift is invisible to PatchGAN (it judges the fine band only)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 1.2 - 0.6
+    shifted = x + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    plain = DISCRIMINATORS.build("patchgan", {"ndf": 8, "n_layers": 2})
+    band = DISCRIMINATORS.build("patchgan", {"ndf": 8, "n_layers": 2, "high_pass": 1.0})
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), plain(shifted), atol=1e-4)
+        assert torch.allclose(band(x), band(shifted), atol=1e-5)
+        assert not torch.allclose(band(x), band(x + 0.05 * torch.randn_like(x)), atol=1e-4)
+    assert n_params(band) == n_params(plain) and not band.state_dict().keys() - plain.state_dict().keys()

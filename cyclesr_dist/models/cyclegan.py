@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import init_normal, norm_layer, upsample_x2
@@ -39,6 +42,8 @@ class ResnetGenerator(nn.Module):
     small LR crops the plain generator spends thousands of steps re-learning colours the skip gives for free.
     `noise_channels=k` (not in the reference) feeds k channels of N(0, 1) noise beside the image: a deterministic
     generator cannot produce sensor noise on flat regions, which a real-LR degradation usually has.
+    `noise_at="tail"` feeds them to the last 7×7 conv instead, at full resolution: pixel-level noise fed at the
+    input has to survive the stride-2 downsampling, which it cannot, so the generator can only make blotches.
     """
 
     def __init__(
@@ -52,13 +57,17 @@ class ResnetGenerator(nn.Module):
         up_mode: str = "transpose",
         residual: bool = False,
         noise_channels: int = 0,
+        noise_at: str = "input",
     ) -> None:
         super().__init__()
+        if noise_at not in ("input", "tail"):
+            raise ValueError(f"unknown noise_at {noise_at!r}; valid: input, tail")
+        input_noise, tail_noise = (noise_channels, 0) if noise_at == "input" else (0, noise_channels)
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels + noise_channels, ngf, 7, bias=use_bias),
+            nn.Conv2d(in_channels + input_noise, ngf, 7, bias=use_bias),
             make_norm(ngf),
             nn.ReLU(True),
         ]
@@ -69,23 +78,29 @@ class ResnetGenerator(nn.Module):
         for i in range(n_downsampling, 0, -1):
             ch = ngf * 2**i
             layers += [*upsample_x2(ch, ch // 2, up_mode, use_bias), make_norm(ch // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf + tail_noise, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
-        self.multiple, self.residual, self.noise_channels = 2**n_downsampling, residual, noise_channels
+        self.multiple, self.residual = 2**n_downsampling, residual
+        self.input_noise, self.tail_noise = input_noise, tail_noise
         init_normal(self)
         if residual:
             last_conv = layers[-2]
             nn.init.zeros_(last_conv.weight)
             nn.init.zeros_(last_conv.bias)
 
+    @staticmethod
+    def _with_noise(t: torch.Tensor, channels: int) -> torch.Tensor:
+        if not channels:
+            return t
+        n, _, h, w = t.shape
+        return torch.cat([t, torch.randn(n, channels, h, w, device=t.device, dtype=t.dtype)], 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inp = x
-        if self.noise_channels:
-            n, _, h, w = x.shape
-            inp = torch.cat([x, torch.randn(n, self.noise_channels, h, w, device=x.device, dtype=x.dtype)], 1)
-        if self.residual:
-            return (x + self.model(inp)).clamp(-1.0, 1.0)
-        return self.model(inp)
+        if self.tail_noise:  # the tail is the last three layers: pad, 7×7 conv, tanh
+            out = self.model[-3:](self._with_noise(self.model[:-3](x), self.tail_noise))
+        else:
+            out = self.model(self._with_noise(x, self.input_noise))
+        return (x + out).clamp(-1.0, 1.0) if self.residual else out
 
 
 @DISCRIMINATORS.register("patchgan")
@@ -95,10 +110,18 @@ class PatchDiscriminator(nn.Module):
     The reference's last conv has ndf output channels; this one has **one**, as in CycleGAN/pix2pix: every
     output channel is an independent linear read-out of the same features compared against the same 0/1 target,
     so ndf of them add 0.5 M parameters and FLOPs without adding anything the LSGAN loss can use.
+
+    `high_pass=σ` (not in the reference) shows the discriminator only x − GaussianBlur_σ(x), the image's fine
+    band: with small unpaired domains of different scenes a full-band discriminator tells the domains apart by
+    content and colour and drives the generator to repaint them; the fine band is where a degradation (noise,
+    blur, JPEG) lives (frequency separation, as in Fritsche et al. 2019, "DSGAN").
     """
 
-    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+    def __init__(
+        self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", high_pass: float = 0.0
+    ) -> None:
         super().__init__()
+        self.high_pass = GaussianHighPass(in_channels, high_pass) if high_pass > 0 else nn.Identity()
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
@@ -117,4 +140,23 @@ class PatchDiscriminator(nn.Module):
         init_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(self.high_pass(x))
+
+
+class GaussianHighPass(nn.Module):
+    """x − GaussianBlur_σ(x) per channel, reflect-padded; the kernel is fixed (a non-persistent buffer)."""
+
+    def __init__(self, channels: int, sigma: float) -> None:
+        super().__init__()
+        radius = max(1, math.ceil(3 * sigma))
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel_1d = torch.exp(-0.5 * (taps / sigma) ** 2)
+        kernel_1d /= kernel_1d.sum()
+        kernel = torch.outer(kernel_1d, kernel_1d).expand(channels, 1, -1, -1).contiguous()
+        self.register_buffer("kernel", kernel, persistent=False)
+        self.radius, self.channels = radius, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.radius
+        blurred = F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), self.kernel.to(x.dtype), groups=self.channels)
+        return x - blurred

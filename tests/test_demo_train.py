@@ -27,10 +27,9 @@ def test_demo_data_is_unpaired_real_photos(demo_data):
     assert len(list((demo_data / "val" / "lr").glob("*.png"))) == len(manifest["val"])
 
 
-def test_short_demo_run_sr_loss_falls_and_validates(demo_data, tmp_path):
-    out = tmp_path / "run"
-    # Stages compressed: 10 translation steps, then joint training from step 11.
-    result = run_cli(
+def short_demo_run(demo_data: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """configs/demo.yaml for 60 steps, stages compressed: 10 translation steps, then joint training from step 11."""
+    return run_cli(
         "train",
         "--config",
         "configs/demo.yaml",
@@ -45,7 +44,15 @@ def test_short_demo_run_sr_loss_falls_and_validates(demo_data, tmp_path):
         "checkpoint.every_steps=30",
         "wandb.mode=disabled",
         "data.num_workers=0",
+        *overrides,
     )
+
+
+def test_short_demo_run_sr_loss_falls_and_validates(demo_data, tmp_path):
+    out = tmp_path / "run"
+    # Without its bicubic skip the SR net starts far from its loss floor, so 50 SR updates show learning; with the
+    # skip it starts at bicubic, near the floor (the next test covers the shipped config).
+    result = short_demo_run(demo_data, out, "model.sr.args.bicubic_skip=false")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     sr = [r["loss/SR"] for r in records if "loss/SR" in r]
@@ -59,3 +66,14 @@ def test_short_demo_run_sr_loss_falls_and_validates(demo_data, tmp_path):
     assert [c.step for c in checkpoints] == [30, 60]
     name, args, state = read_network_state(out, "sr")
     assert name == "vdsr_lr" and args["nb"] == 6 and "head.weight" in state
+
+
+def test_shipped_demo_config_stays_near_bicubic(demo_data, tmp_path):
+    """The demo's networks as shipped: 60 steps of joint training do not collapse the SR net. The reference
+    networks did: val PSNR 15.3 dB at step 60 of this run, 12 dB at step 300, against bicubic's 31.7."""
+    out = tmp_path / "run"
+    result = short_demo_run(demo_data, out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val/psnr_rgb" in r][-1]
+    assert val["step"] == 60 and val["val/psnr_rgb"] > val["val/bicubic_psnr_rgb"] - 1.0, val

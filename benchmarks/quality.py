@@ -22,8 +22,16 @@ learning-rate schedule:
 Each model is trained by `cyclesr_dist.engine.trainer` in a subprocess (resumable: re-running continues from the
 newest checkpoint) and evaluated with `cyclesr_dist.evaluate.evaluate_pairs` (PSNR/SSIM, RGB and Y, shave 4).
 
-    python benchmarks/quality.py --work runs/quality            # full run (CPU: ~2 h on 2 cores)
+CycleSR's networks default to the options that made it work here (BENCHMARKS.md, "Quality"), none of them in the
+reference: generators with an identity skip, at full LR resolution (`--g-downsampling 0`), with per-pixel noise
+fed to their last conv (`--g-noise-channels 3 --g-noise-at tail`); discriminators that see only the fine band
+x − blur_σ(x) (`--d-high-pass 1`); the SR net with a bicubic skip. `--set KEY=VALUE` passes any trainer override.
+
+    python benchmarks/quality.py --work runs/quality            # the small budget (CPU: ~15 min on 2 cores)
     python benchmarks/quality.py --work /tmp/q --quick          # smoke test (minutes; numbers meaningless)
+
+Running two of these side by side on one machine: give each `OMP_NUM_THREADS=1` (or half the cores); oversubscribed
+OpenMP threads made joint steps up to 20× slower here.
 """
 
 from __future__ import annotations
@@ -161,13 +169,13 @@ class PairedDegradedDataset(torch.utils.data.Dataset):
         return {"hr": out[1], "clean_lr": out[0], "real_lr": out[0]}
 
 
-def _train_oracle(config_path: str) -> int:
+def _train_oracle(config_path: str, overrides: list[str]) -> int:
     """Subprocess entry: the stock trainer with its loader swapped for the paired (degraded LR, HR) one."""
     from cyclesr_dist.config import load_config
     from cyclesr_dist.data.folder import IndexedLoader
     from cyclesr_dist.engine import trainer
 
-    config = load_config(config_path, [])
+    config = load_config(config_path, overrides)
 
     def build_loader(config, rank, world_size):  # noqa: ANN001 (same signature as trainer.build_loader)
         d = config.data
@@ -199,10 +207,15 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path) -> dict[str, 
                     "n_blocks": args.n_blocks,
                     "up_mode": args.g_up_mode,
                     "residual": args.g_residual,
+                    "n_downsampling": args.g_downsampling,
                     "noise_channels": args.g_noise_channels,
+                    "noise_at": args.g_noise_at,
                 },
             },
-            "discriminator": {"name": "patchgan", "args": {"ndf": args.ndf, "n_layers": 3}},
+            "discriminator": {
+                "name": "patchgan",
+                "args": {"ndf": args.ndf, "n_layers": 3, "high_pass": args.d_high_pass},
+            },
             "sr": {"name": args.sr_net, "args": json.loads(args.sr_args)},
         },
         "data": {
@@ -238,13 +251,13 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path) -> dict[str, 
     }
 
 
-def train_model(name: str, cfg: dict, work: Path) -> None:
+def train_model(name: str, cfg: dict, work: Path, overrides: list[str]) -> None:
     cfg_path = work / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     if name == "oracle-paired":
-        cmd = [sys.executable, str(Path(__file__).resolve()), "_train-oracle", str(cfg_path)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "_train-oracle", str(cfg_path), *overrides]
     else:
-        cmd = [sys.executable, "-m", "cyclesr_dist.engine.trainer", "--config", str(cfg_path)]
+        cmd = [sys.executable, "-m", "cyclesr_dist.engine.trainer", "--config", str(cfg_path), *overrides]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
     print(f"[{name}] training: {' '.join(cmd)}", flush=True)
@@ -310,7 +323,7 @@ def format_results(results: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_train-oracle"]:
-        return _train_oracle(argv[1])
+        return _train_oracle(argv[1], argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", default=str(REPO / "runs" / "quality"), help="runs, configs, logs, results")
     p.add_argument("--cache", default=str(REPO / "data" / "mate-backgrounds"), help="where the .deb is unpacked")
@@ -325,20 +338,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ndf", type=int, default=16, help="CycleSR discriminators' width")
     p.add_argument("--g-up-mode", default="transpose", help="generators' upsampling: transpose|pixelshuffle|resize")
     p.add_argument("--g-residual", action=argparse.BooleanOptionalAction, default=True, help="identity-skip generators")
-    p.add_argument("--g-noise-channels", type=int, default=0, help="noise channels fed to the generators")
+    p.add_argument("--g-downsampling", type=int, default=0, help="generators' stride-2 stages (reference: 2)")
+    p.add_argument("--g-noise-channels", type=int, default=3, help="noise channels fed to the generators")
+    p.add_argument("--g-noise-at", default="tail", help="where the noise channels enter: input|tail")
+    p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
     p.add_argument("--cycle-sr-lam", type=float, default=1000.0, help="weight of the SR loss in CycleSR's G update")
     p.add_argument("--num-workers", type=int, default=1, help="data-loader workers per training run")
     p.add_argument("--hr-patch", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps-per-epoch", type=int, default=100)
-    p.add_argument("--translation-epochs", type=int, default=3, help="CycleSR epochs before the SR net trains")
-    p.add_argument("--pretrain-epochs", type=int, default=5, help="CycleSR SR pre-training epochs")
-    p.add_argument("--joint-epochs", type=int, default=10, help="CycleSR joint epochs")
-    p.add_argument("--decay-epochs", type=int, default=6, help="final epochs with linearly decaying LR")
+    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--translation-epochs", type=int, default=6, help="CycleSR epochs before the SR net trains")
+    p.add_argument("--pretrain-epochs", type=int, default=4, help="CycleSR SR pre-training epochs")
+    p.add_argument("--joint-epochs", type=int, default=16, help="CycleSR joint epochs")
+    p.add_argument("--decay-epochs", type=int, default=8, help="final epochs with linearly decaying LR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="for evaluation")
     p.add_argument("--tile", type=int, default=0, help="evaluation tile size (0 = whole image)")
     p.add_argument("--models", default="supervised-bicubic,cyclesr,oracle-paired", help="which to train")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trainer config override for every trained model (repeatable), e.g. loss.lambda_identity=0",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 1 epoch per stage of 5 steps, small tests")
     args = p.parse_args(argv)
     if args.quick:
@@ -355,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(configs)}")
     for name in names:
-        train_model(name, configs[name], work)
+        train_model(name, configs[name], work, args.overrides)
     results = evaluate_models(work, data, names, args.device, args.tile)
     sr_updates = (args.pretrain_epochs + args.joint_epochs) * args.steps_per_epoch
     summary = {

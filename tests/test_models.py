@@ -160,9 +160,13 @@ def test_tail_noise_is_white_at_full_resolution():
     assert out.std() > 0.1 and abs(lag1) < 0.05  # neighbouring pixels uncorrelated
 
 
-def test_unknown_noise_placement_is_refused():
+def test_unknown_noise_placement_and_negative_sizes_are_refused():
     with pytest.raises(ValueError, match="noise_at"):
         GENERATORS.build("resnet", {"noise_channels": 1, "noise_at": "middle"})
+    with pytest.raises(ValueError, match="noise_channels"):
+        GENERATORS.build("resnet", {"noise_channels": -1})
+    with pytest.raises(ValueError, match="high_pass"):
+        DISCRIMINATORS.build("patchgan", {"high_pass": -1.0})
 
 
 def test_high_pass_discriminator_ignores_colour_and_sees_noise():

@@ -62,6 +62,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if noise_at not in ("input", "tail"):
             raise ValueError(f"unknown noise_at {noise_at!r}; valid: input, tail")
+        if noise_channels < 0:
+            raise ValueError(f"noise_channels must be >= 0, got {noise_channels}")
         input_noise, tail_noise = (noise_channels, 0) if noise_at == "input" else (0, noise_channels)
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"
@@ -121,6 +123,8 @@ class PatchDiscriminator(nn.Module):
         self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", high_pass: float = 0.0
     ) -> None:
         super().__init__()
+        if high_pass < 0:
+            raise ValueError(f"high_pass is a blur σ in pixels (0 = off), got {high_pass}")
         self.high_pass = GaussianHighPass(in_channels, high_pass) if high_pass > 0 else nn.Identity()
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"

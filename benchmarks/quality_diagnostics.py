@@ -1,0 +1,141 @@
+"""Diagnostics behind BENCHMARKS.md "Quality — what made it work", on the data `benchmarks/quality.py` builds.
+
+sr-on VARIANT   train the benchmark's SR net (vdsr_lr nf32 nb6 bicubic_skip, Adam 1e-4, betas (0.5, 0.999),
+                1000·MSE, grad clip 50, batch 8, HR patch 96, LR constant then linear to 0 over the second half)
+                on synthetic LR made from the HR scenes, then evaluate on the test scenes. VARIANT:
+                bicubic | noise (bicubic + N(0, σ), σ ~ U(2, 6)/255) | noise-jpeg (+ JPEG q70–90) | true (the
+                oracle's pairs). Which part of the degradation does the oracle's gain come from?
+energy RUN      median |x − box3×3(x)| (0–255) of clean LR, G(clean LR) and the truly degraded LR of the same
+                HR scenes, 16 random 64² crops each: does the translation add as much fine-band energy as the
+                real degradation? RUN: a training output dir or checkpoint.
+
+  python benchmarks/quality_diagnostics.py --data runs/q-small/data sr-on noise-jpeg --steps 1000
+  python benchmarks/quality_diagnostics.py --data runs/q-small/data energy runs/q-small/cyclesr
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for path in (REPO, REPO / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import numpy as np  # noqa: E402
+import quality  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from cyclesr_dist.data.folder import random_crop, random_flip_rotate  # noqa: E402
+from cyclesr_dist.data.images import bicubic_resize, load_rgb, uint8_to_model  # noqa: E402
+from cyclesr_dist.engine.checkpoint import read_network_state  # noqa: E402
+from cyclesr_dist.evaluate import evaluate_pairs  # noqa: E402
+from cyclesr_dist.models import GENERATORS, SR_NETS  # noqa: E402
+
+VARIANTS = ["bicubic", "noise", "noise-jpeg", "true"]
+
+
+def _jpeg(img: np.ndarray, quality_: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality_)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB")).copy()
+
+
+def sr_on(data: Path, variant: str, steps: int, batch: int = 8, patch: int = 96) -> dict:
+    torch.manual_seed(0)
+    hr_images = [load_rgb(p) for p in sorted((data / "hr").glob("*.png"))]
+    paired = quality.PairedDegradedDataset(data, patch, 0, 0)
+
+    def sample(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if variant == "true":
+            pair = paired[i]
+            return pair["clean_lr"], pair["hr"]
+        rng = np.random.default_rng([0, i])
+        crop = random_flip_rotate(random_crop(hr_images[int(rng.integers(len(hr_images)))], patch, rng), rng)
+        hr = uint8_to_model(np.ascontiguousarray(crop))
+        lr = bicubic_resize(hr, 1 / quality.SCALE).clamp(-1, 1)
+        if variant == "bicubic":
+            return lr, hr
+        lr_u8 = lr.add(1).mul(127.5).permute(1, 2, 0).numpy().astype(np.float64)
+        lr_u8 = np.clip(lr_u8 + rng.normal(0, rng.uniform(2, 6), lr_u8.shape) + 0.5, 0, 255).astype(np.uint8)
+        if variant == "noise-jpeg":
+            lr_u8 = _jpeg(lr_u8, int(rng.integers(70, 91)))
+        return uint8_to_model(np.ascontiguousarray(lr_u8)), hr
+
+    net = SR_NETS.build("vdsr_lr", {"nf": 32, "nb": 6, "bicubic_skip": True})
+    opt = torch.optim.Adam(net.parameters(), 1e-4, betas=(0.5, 0.999))
+    for step in range(steps):
+        pairs = [sample(step * batch + k) for k in range(batch)]
+        lr, hr = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        loss = 1000 * F.mse_loss(net(lr), hr)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 50)
+        opt.step()
+        for group in opt.param_groups:
+            group["lr"] = 1e-4 * min(1.0, 2 * (1 - step / steps))
+    net.eval()
+    return evaluate_pairs(net, quality.test_pairs(data), scale=quality.SCALE)
+
+
+def _fine_band(t: torch.Tensor) -> float:
+    residual = t - F.avg_pool2d(F.pad(t, (1, 1, 1, 1), mode="reflect"), 3, 1)
+    return float(residual.abs().median()) * 255 / 2
+
+
+def _crops(img: np.ndarray, n: int = 16, size: int = 64) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        top, left = rng.integers(0, img.shape[0] - size), rng.integers(0, img.shape[1] - size)
+        out.append(uint8_to_model(np.ascontiguousarray(img[top : top + size, left : left + size])))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def energy(data: Path, run: Path) -> dict[str, float]:
+    torch.manual_seed(0)
+    name, args, state = read_network_state(run, "gen_clean_to_real")
+    gen = GENERATORS.build(name, args)
+    gen.load_state_dict(state)
+    gen.eval()
+    clean, fake, degraded = [], [], []
+    for path in sorted((data / "hr").glob("*.png")):
+        lr = bicubic_resize(uint8_to_model(load_rgb(path)).unsqueeze(0), 1 / quality.SCALE).clamp(-1, 1)[0]
+        crops = _crops(lr.add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy())
+        clean.append(_fine_band(crops))
+        fake.append(_fine_band(gen(crops)))
+        degraded.append(_fine_band(_crops(load_rgb(data / "oracle_lr" / f"{path.stem}__0.png"))))
+    return {"clean": float(np.mean(clean)), "G(clean)": float(np.mean(fake)), "degraded": float(np.mean(degraded))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", required=True, help="the data folder benchmarks/quality.py built (WORK/data)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sr-on")
+    s.add_argument("variant", choices=VARIANTS)
+    s.add_argument("--steps", type=int, default=1000)
+    e = sub.add_parser("energy")
+    e.add_argument("run")
+    args = p.parse_args(argv)
+    data = Path(args.data)
+    if args.cmd == "sr-on":
+        res = sr_on(data, args.variant, args.steps)
+        scenes = " ".join(f"{im['name']} {im['psnr_rgb']:.2f}" for im in res["images"])
+        m = res["mean"]
+        print(f"{args.variant}, {args.steps} updates: {scenes}; mean {m['psnr_rgb']:.2f} / {m['ssim_rgb']:.4f}")
+    else:
+        e = energy(data, Path(args.run))
+        print(f"{args.run}: fine-band energy (0-255) " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from cyclesr_dist.engine.trainer import main
+from cyclesr_dist.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

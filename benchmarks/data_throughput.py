@@ -35,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 from cyclesr_dist.config import load_config  # noqa: E402
 from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers  # noqa: E402
 from cyclesr_dist.data.demo import build_demo_data  # noqa: E402
-from cyclesr_dist.data.shards import read_manifest, write_shards  # noqa: E402
+from cyclesr_dist.data.manifest import read_manifest  # noqa: E402
+from cyclesr_dist.data.shards import write_shards  # noqa: E402
 from cyclesr_dist.data.stream import StreamingUnpairedLoader  # noqa: E402
-from cyclesr_dist.engine.ops import OptimizerOps  # noqa: E402
+from cyclesr_dist.engine.backends.base import OptimizerOps  # noqa: E402
 
 
 def loader_rate(shards: Path, workers: int, hr_patch: int, scale: int, batch: int, seconds: float) -> float:
@@ -68,7 +69,7 @@ def step_rates(config_path: Path, shards: Path, seconds: float) -> tuple[dict[St
     """Samples/s one training process consumes per stage, with the config's networks and per-process batch."""
     cfg = load_config(config_path)
     torch.manual_seed(0)
-    nets = build_networks(cfg)
+    nets = build_networks(cfg.model)
     model = CycleSR(nets, cfg.loss, pool_seed=0)
     ops = OptimizerOps(build_optimizers(nets, cfg.optim), cfg.optim.grad_clip)
     batch_size = cfg.data.batch_size

@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file or override is wrong; the message names the key."""
 
 
@@ -80,6 +82,11 @@ class DataConfig:
     steps_per_epoch: int = 100
     pin_memory: bool = False
     val_max_images: int = 0  # 0 = all
+    # How the LR input of an HR crop is made: `bicubic` (CycleSR's clean domain X) or a `data.degrade` operator
+    # name (supervised training on synthetic pairs, e.g. `realesrgan`: the blind recipe). See data/augment.py.
+    hr_to_lr: str = "bicubic"
+    hr_augment: Literal["dihedral", "flips", "none"] = "dihedral"  # random transform of HR crops
+    lr_augment: Literal["dihedral", "flips", "none"] = "dihedral"  # ... and of real-LR crops
 
 
 @dataclass

@@ -201,3 +201,67 @@ def image_metrics(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, max_shift:
     if max_shift > 0:
         out["psnr_rgb_best_shift"] = best_shift_psnr(sr, hr, max_shift=max_shift, shave=shave)
     return out
+
+
+def _radial_log_power(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Radially averaged power spectrum (dB) of N×H×W float64 images, pooled over the batch: mean removed,
+    Hann-windowed (so the border jump does not leak into every frequency), |FFT|² averaged in rings of width
+    1/min(H, W) cycles/px out to 0.5 (DC excluded). Returns (ring centre frequencies, 10·log10 power)."""
+    n, h, w = gray.shape
+    x = gray - gray.mean(dim=(-2, -1), keepdim=True)
+    window = torch.outer(
+        torch.hann_window(h, periodic=False, dtype=x.dtype), torch.hann_window(w, periodic=False, dtype=x.dtype)
+    )
+    power = torch.fft.fft2(x * window).abs().pow(2).mean(0) / (h * w)
+    fy, fx = torch.fft.fftfreq(h, dtype=x.dtype), torch.fft.fftfreq(w, dtype=x.dtype)
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    n_rings = min(h, w) // 2
+    ring = torch.floor(radius * 2 * n_rings).long()  # ring k covers [k, k+1) / (2·n_rings) cycles/px
+    keep = (ring >= 1) & (ring < n_rings)
+    sums = torch.zeros(n_rings, dtype=x.dtype).index_add_(0, ring[keep], power[keep])
+    counts = torch.zeros(n_rings, dtype=x.dtype).index_add_(0, ring[keep], torch.ones_like(power[keep]))
+    freqs = (torch.arange(n_rings, dtype=x.dtype) + 0.5) / (2 * n_rings)
+    ok = counts > 0
+    ok[0] = False
+    return freqs[ok], 10 * torch.log10(sums[ok] / counts[ok] + 1e-12)
+
+
+def _fine_band_sigma(gray: torch.Tensor) -> float:
+    """Robust std (1.4826 · median absolute deviation) of x − box3×3(x), the band where noise and JPEG live."""
+    residual = gray - F.avg_pool2d(F.pad(gray[:, None], (1, 1, 1, 1), mode="reflect"), 3, 1)[:, 0]
+    residual = residual.flatten()
+    return 1.4826 * float((residual - residual.median()).abs().median())
+
+
+def translation_metrics(generated: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """How close generated LR images (a translation network's output) are to the real LR they imitate.
+
+    NCHW (or CHW) tensors in [-1, 1], the same shape; they need not show the same pixels for the statistics:
+    - `psnr`: RGB PSNR (dB, peak 255 on the 0–255 scale) of the pixel-wise match, pooled over the batch;
+    - `spectral_distance`: mean |difference| (dB) between the two radially averaged power spectra of the grey
+      images (mean of R, G, B on the 0–255 scale; mean removed, Hann window, rings of width 1/min(H, W)
+      cycles/px up to 0.5, pooled over the batch). 0 for identical spectra; blur lowers the high rings, noise
+      and JPEG raise them, so it measures whether the *kind* of degradation matches;
+    - `spectral_distance_high`: the same over the upper half of the band only (≥ 0.25 cycles/px);
+    - `noise_std_ratio`: robust std (1.4826·MAD) of the grey image's fine band x − box3×3(x), generated over
+      target: 1 when the per-pixel noise / texture level matches, > 1 noisier, < 1 smoother.
+    """
+    if generated.shape != target.shape:
+        raise ValueError(f"translation_metrics: shapes differ: {tuple(generated.shape)} vs {tuple(target.shape)}")
+    if generated.dim() not in (3, 4) or generated.shape[-3] != 3:
+        raise ValueError(f"translation_metrics: expected (N)CHW RGB tensors, got shape {tuple(generated.shape)}")
+    if min(generated.shape[-2:]) < 8:
+        raise ValueError(f"translation_metrics: images of {tuple(generated.shape[-2:])} are too small (< 8 px)")
+    gen, tgt = _batched(generated), _batched(target)
+    gray_gen, gray_tgt = (_unit64(t).mean(dim=1) * 255 for t in (gen, tgt))
+    freqs, spec_gen = _radial_log_power(gray_gen)
+    _, spec_tgt = _radial_log_power(gray_tgt)
+    diff = (spec_gen - spec_tgt).abs()
+    sigma_tgt = _fine_band_sigma(gray_tgt)
+    sigma_gen = _fine_band_sigma(gray_gen)
+    return {
+        "psnr": psnr(gen, tgt),
+        "spectral_distance": float(diff.mean()),
+        "spectral_distance_high": float(diff[freqs >= 0.25].mean()),
+        "noise_std_ratio": sigma_gen / sigma_tgt if sigma_tgt > 0 else (1.0 if sigma_gen == 0 else float("inf")),
+    }

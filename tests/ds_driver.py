@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cyclesr_testutils import random_batch, tiny_config  # noqa: E402
-
-from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers, network_groups  # noqa: E402
-from cyclesr_dist.engine.deepspeed_backend import DeepSpeedOps, prepare_deepspeed, unwrap  # noqa: E402
-from cyclesr_dist.engine.ops import OptimizerOps  # noqa: E402
+from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers, network_groups
+from cyclesr_dist.engine.backends.base import OptimizerOps
+from cyclesr_dist.engine.backends.deepspeed import DeepSpeedBackend
+from cyclesr_dist.engine.backends.deepspeed.backward import DeepSpeedOps, joint_backward
+from cyclesr_dist.engine.backends.deepspeed.checkpoint import load_engines, save_engines
+from cyclesr_dist.testing import random_batch, tiny_config
+from cyclesr_dist.torch_utils import unwrap
 
 STAGES = [Stage.TRANSLATION, Stage.TRANSLATION, Stage.SR_PRETRAIN, Stage.JOINT, Stage.JOINT, Stage.JOINT]
 SAVE_AFTER = 4  # steps done when the checkpoint is written
@@ -49,7 +50,12 @@ REACHED = {  # which engines each backward must reach
 def make_config(world: int):
     # pool_size 50 is never filled in these few steps, so the pools pass images through (detached) and the
     # reference sees the same fakes. (pool_size 0 would not detach them: ImagePool.query returns its input.)
-    return tiny_config(**{"loss.pool_size": "50", "data.batch_size": str(PER_RANK * world)})
+    return tiny_config(**{"loss.pool_size": "50", "data.batch_size": str(PER_RANK * world), "wandb.mode": "disabled"})
+
+
+def prepare(nets, config) -> DeepSpeedBackend:
+    groups = {g.name: g.networks for g in network_groups(config.optim)}
+    return DeepSpeedBackend(nets, build_optimizers(nets, config.optim), groups, config)
 
 
 def global_batch(step: int, world: int) -> dict[str, torch.Tensor]:
@@ -103,8 +109,8 @@ class RecordingOps(DeepSpeedOps):
         self.d_after_d_step: dict[str, torch.Tensor] = {}
 
     def backward(self, loss):
-        super().backward(loss)
-        self.reached.append(sorted(self.last_backward))
+        reached = joint_backward(loss, list(self.engines.values()))
+        self.reached.append(sorted(name for name, e in self.engines.items() if any(e is r for r in reached)))
 
     def step(self, group):
         super().step(group)
@@ -171,9 +177,9 @@ def scenario_train(args) -> dict:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     config = make_config(world)
     torch.manual_seed(0)
-    nets = build_networks(config)
+    nets = build_networks(config.model)
     ref_nets = copy.deepcopy(nets)
-    setup = prepare_deepspeed(nets, config)
+    setup = prepare(nets, config)
     acc = setup.accelerator
     rank = acc.process_index
     assert acc.num_processes == world, (acc.num_processes, world)
@@ -247,7 +253,7 @@ def scenario_train(args) -> dict:
             assert moved["sr"] == 0.0, moved
 
         if step + 1 == SAVE_AFTER:
-            setup.save(step_dir)
+            save_engines(setup.engines, step_dir)
             saved_weights = {n: after[n].clone() for n in names}
             saved_pools = copy.deepcopy(model.state_dict())
             saved_moments = adam_moment_norms(setup)
@@ -258,7 +264,7 @@ def scenario_train(args) -> dict:
     straight = {n: flat(unwrap(setup.nets[n])) for n in names}
 
     # Resume: everything has moved on since the save; load must bring back weights and optimizer state.
-    setup.load(step_dir)
+    load_engines(setup.engines, step_dir, world)
     model.load_state_dict(saved_pools)
     loaded = {n: flat(unwrap(setup.nets[n])) for n in names}
     assert all(torch.equal(loaded[n], saved_weights[n]) for n in names), "load did not restore the weights"
@@ -279,19 +285,19 @@ def scenario_universal(args) -> dict:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     config = make_config(world)
     torch.manual_seed(123)  # other initial weights: everything must come from the checkpoint
-    nets = build_networks(config)
-    setup = prepare_deepspeed(nets, config)
+    nets = build_networks(config.model)
+    setup = prepare(nets, config)
     rank = setup.accelerator.process_index
     step_dir = Path(args.ckpt)
     saved = torch.load(Path(args.ckpt_out) / "saved.pt", weights_only=True)
     report: dict = {"world_size": world}
     try:
-        setup.load(step_dir, universal=False)
+        load_engines(setup.engines, step_dir, world, universal=False)
         raise AssertionError("a 2-process ZeRO checkpoint loaded at another world size without conversion")
     except RuntimeError as e:
         assert "world size" in str(e), e
         report["refused_without_conversion"] = str(e).splitlines()[0]
-    setup.load(step_dir)
+    load_engines(setup.engines, step_dir, world)
     names = list(nets.keys())
     loaded = {n: flat(unwrap(setup.nets[n])) for n in names}
     report["weights_max_abs_diff"] = {n: (loaded[n] - saved["weights"][n]).abs().max().item() for n in names}

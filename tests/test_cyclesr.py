@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from cyclesr_testutils import random_batch, tiny_config
 
 from cyclesr_dist.config import OptimConfig, StageConfig
 from cyclesr_dist.cyclesr import (
@@ -19,14 +18,14 @@ from cyclesr_dist.cyclesr import (
     network_groups,
     stage_for_epoch,
 )
-from cyclesr_dist.engine.ops import OptimizerOps
-from cyclesr_dist.reference import reference_optimize_parameters
+from cyclesr_dist.engine.backends.base import OptimizerOps
+from cyclesr_dist.testing import random_batch, reference_optimize_parameters, tiny_config
 
 
 def make_model(seed: int = 0, **overrides: str):
     torch.manual_seed(seed)
     config = tiny_config(**overrides)
-    nets = build_networks(config)
+    nets = build_networks(config.model)
     return config, CycleSR(nets, config.loss, pool_seed=seed), build_optimizers(nets, config.optim)
 
 
@@ -218,4 +217,4 @@ def test_batched_calls_compute_the_same_losses_and_gradients(stage, micro_batche
 def test_batched_calls_refuse_batch_norm():
     config = tiny_config(**{"model.sr.args": "{nf: 8, nb: 2, norm: batch}"})
     with pytest.raises(ValueError, match=r"BatchNorm.*\['sr'\]"):
-        CycleSR(build_networks(config), config.loss, batched_calls=True)
+        CycleSR(build_networks(config.model), config.loss, batched_calls=True)

@@ -16,15 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from cyclesr_testutils import tiny_config
 
-from cyclesr_dist.engine.deepspeed_backend import (
-    DS_SUBDIR,
-    TAG,
-    convert_to_universal,
-    deepspeed_requested,
-    resolve_settings,
-)
+from cyclesr_dist.engine.backends.deepspeed.checkpoint import DS_SUBDIR, TAG
+from cyclesr_dist.engine.backends.deepspeed.settings import deepspeed_requested, resolve_settings
+from cyclesr_dist.engine.backends.deepspeed.universal import convert_to_universal
+from cyclesr_dist.testing import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "tests" / "ds_driver.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cyclesr_dist.engine.checkpoint import CheckpointManager, read_network_state
+from cyclesr_dist.checkpoint_format import complete_checkpoints, find_checkpoint, network_state, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,10 +62,9 @@ def test_short_demo_run_sr_loss_falls_and_validates(demo_data, tmp_path):
     val = [r for r in records if "val/psnr_rgb" in r]
     assert val and val[-1]["step"] == 60 and val[-1]["val/bicubic_psnr_rgb"] > 15
     assert "step=60" in result.stdout
-    checkpoints = CheckpointManager(out / "checkpoints", keep=2, rank=0, world_size=1).complete_checkpoints()
-    assert [c.step for c in checkpoints] == [30, 60]
-    name, args, state = read_network_state(out, "sr")
-    assert name == "vdsr_lr" and args["nb"] == 6 and "head.weight" in state
+    assert [read_checkpoint(p).step for p in complete_checkpoints(out / "checkpoints")] == [30, 60]
+    entry, state = network_state(find_checkpoint(out), "sr")
+    assert entry["name"] == "vdsr_lr" and entry["args"]["nb"] == 6 and "head.weight" in state
 
 
 def test_shipped_demo_config_stays_near_bicubic(demo_data, tmp_path):

@@ -16,8 +16,8 @@ import psutil
 import pytest
 import torch
 
-from cyclesr_dist.engine.checkpoint import CheckpointManager, load_file, read_checkpoint
-from cyclesr_dist.engine.preemption import PREEMPTED_EXIT_CODE
+from cyclesr_dist.checkpoint_format import latest_checkpoint, load_file, read_checkpoint
+from cyclesr_dist.errors import PREEMPTED as PREEMPTED_EXIT_CODE
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def base_overrides(data: Path, out: Path, steps: int) -> list[str]:
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
-    ckpt = CheckpointManager(out / "checkpoints", 1, 0, 1).latest()
+    ckpt = latest_checkpoint(out / "checkpoints")
     weights = {}
     for group in ckpt.meta["groups"]:
         state = load_file(ckpt.path / f"group-{group}.pt")
@@ -171,7 +171,7 @@ def test_preempted_run_resumes_bitwise_identical(straight_run, demo_data, tmp_pa
     os.kill(worker_pids(proc)[-1], signal.SIGTERM)
     code, log = finish(proc)
     assert f"exiting with {PREEMPTED_EXIT_CODE}" in log, log[-4000:]
-    stopped_at = CheckpointManager(out / "checkpoints", 1, 0, 1).latest().step
+    stopped_at = latest_checkpoint(out / "checkpoints").step
     assert 6 <= stopped_at < 16
 
     code, log = finish(launch(2, *base_overrides(demo_data, out, 16)))  # resume=auto is the default
@@ -205,7 +205,7 @@ def test_single_process_preemption_exit_code(demo_data, tmp_path):
     proc.send_signal(signal.SIGUSR1)
     code, log = finish(proc)
     assert code == PREEMPTED_EXIT_CODE, log[-3000:]
-    assert CheckpointManager(out / "checkpoints", 1, 0, 1).latest().step >= 2
+    assert latest_checkpoint(out / "checkpoints").step >= 2
 
 
 def test_sigkill_during_save_never_breaks_latest(demo_data, tmp_path):
@@ -228,7 +228,7 @@ def test_sigkill_during_save_never_breaks_latest(demo_data, tmp_path):
         while time.time() < deadline and proc.poll() is None:
             found = list((out / "checkpoints").glob(".partial-step-*")) if (out / "checkpoints").exists() else []
             # Wait for a save that is not the first, so an older complete checkpoint exists.
-            if found and CheckpointManager(out / "checkpoints", 2, 0, 1).latest() is not None:
+            if found and latest_checkpoint(out / "checkpoints") is not None:
                 partial = found[0]
                 break
             time.sleep(0.005)
@@ -236,7 +236,7 @@ def test_sigkill_during_save_never_breaks_latest(demo_data, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         kills += 1
-        latest = CheckpointManager(out / "checkpoints", 2, 0, 1).latest()
+        latest = latest_checkpoint(out / "checkpoints")
         pointer = (out / "checkpoints" / "latest").read_text().strip()
         assert (out / "checkpoints" / pointer / "meta.json").is_file()
         for f in latest.path.glob("*.pt"):
@@ -268,7 +268,7 @@ def test_offline_wandb_run_has_images_psnr_and_no_secret(demo_data, tmp_path):
     assert len(runs) == 1
     run_id = runs[0].name.rsplit("-", 1)[1]
     images = list(runs[0].glob("files/media/images/samples/*.png"))
-    assert {p.name.split("_")[0] for p in images} == {"translation", "sr"} and len(images) == 4  # steps 3 and 6
+    assert {p.name.split("_")[0] for p in images} == {"translation", "comparison"} and len(images) == 4  # steps 3, 6
     # The run file's history (and summary) records carry the validation PSNR values of the training log.
     psnr_logged = {r["val/psnr_rgb"] for r in logged(out).values() if "val/psnr_rgb" in r}
     assert len(psnr_logged) == 2 and set(wandb_history_values(runs[0], "val/psnr_rgb")) == psnr_logged
@@ -297,7 +297,7 @@ def test_deepspeed_zero2_trainer_preempt_and_resume(demo_data, tmp_path):
     os.kill(worker_pids(proc)[0], signal.SIGUSR1)
     code, log = finish(proc)
     assert f"exiting with {PREEMPTED_EXIT_CODE}" in log, log[-4000:]
-    stopped_at = CheckpointManager(out / "checkpoints", 1, 0, 1).latest().step
+    stopped_at = latest_checkpoint(out / "checkpoints").step
     assert 6 <= stopped_at < 16
     code, log = finish(launch(2, *base_overrides(demo_data, out, 16), zero_stage=2))
     assert code == 0, log[-4000:]

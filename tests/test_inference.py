@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -11,10 +10,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from cyclesr_dist import evaluate, inference
+from cyclesr_dist.cli import main
 from cyclesr_dist.data.images import save_rgb
-from cyclesr_dist.inference import export_sr, load_sr, upscale_image, upscale_tensor
 from cyclesr_dist.models import SR_NETS
+from cyclesr_dist.serve import evaluate
+from cyclesr_dist.serve.export import export_sr, load_sr
+from cyclesr_dist.serve.tiling import upscale_image, upscale_tensor
 
 NET_ARGS = {"nf": 8, "nb": 3, "upscale": 4}
 # vdsr_lr receptive-field radius in LR pixels: head + nb + 1 body convs at LR (nb + 2 = 5), the first upsampler
@@ -126,49 +127,44 @@ def test_evaluate_pairs(net: torch.nn.Module, lr_image: np.ndarray, capsys) -> N
         evaluate.evaluate_pairs(net, [("a", lr, hr)], scale=2)
 
 
-def _parse(add, argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add(parser)
-    return parser.parse_args(argv.split())  # pytest's tmp_path has no spaces
-
-
 def test_cli_upscale_export_eval(net: torch.nn.Module, lr_image: np.ndarray, tmp_path, capsys) -> None:
     ckpt = export_sr(net, "vdsr_lr", NET_ARGS, tmp_path / "sr.pt")
     save_rgb(lr_image, tmp_path / "in" / "a.png")
     save_rgb(lr_image[:17, :23], tmp_path / "in" / "b.jpg")
-    args = _parse(inference.add_upscale_arguments, f"--checkpoint {ckpt} --out {tmp_path}/out --tile 16 {tmp_path}/in")
-    assert inference.run_upscale(args) == 0
+    assert main(f"upscale --checkpoint {ckpt} --out {tmp_path}/out --tile 16 {tmp_path}/in".split()) == 0
     assert Image.open(tmp_path / "out" / "a.png").size == (208, 160)
     assert Image.open(tmp_path / "out" / "b.png").size == (92, 68)
 
-    args = _parse(inference.add_export_arguments, f"--checkpoint {ckpt} --out {tmp_path}/re.pt")
-    assert inference.run_export(args) == 0
+    assert main(f"export --checkpoint {ckpt} --out {tmp_path}/re.pt".split()) == 0
     assert torch.load(tmp_path / "re.pt", weights_only=True)["args"] == NET_ARGS
 
     save_rgb(np.repeat(np.repeat(lr_image, 4, 0), 4, 1), tmp_path / "hr" / "a.png")
-    argv = f"--checkpoint {ckpt} --lr {tmp_path}/in --hr {tmp_path}/hr --json {tmp_path}/r.json --max-shift 2"
-    args = _parse(evaluate.add_arguments, argv)
+    argv = f"eval --checkpoint {ckpt} --lr {tmp_path}/in --hr {tmp_path}/hr --json {tmp_path}/r.json --max-shift 2"
     capsys.readouterr()
-    assert evaluate.run(args) == 0
+    assert main(argv.split()) == 0
     captured = capsys.readouterr()
     assert "mean (1)" in captured.out and "b" in captured.err  # b has no HR: warned and skipped
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["count"] == 1 and result["images"][0]["name"] == "a" and "psnr_rgb_best_shift" in result["mean"]
 
-    args = _parse(evaluate.add_arguments, f"--checkpoint {tmp_path}/nope.pt --lr x --hr y")
-    assert evaluate.run(args) == 2
+    assert main(f"eval --checkpoint {tmp_path}/nope.pt --lr x --hr y".split()) == 2
 
 
 def test_load_from_training_checkpoint_dir(net: torch.nn.Module, lr_image: np.ndarray, tmp_path, capsys) -> None:
     from cyclesr_dist.engine.checkpoint import CheckpointManager
 
-    meta = {"config": {"model": {"sr": {"name": "vdsr_lr", "args": NET_ARGS}}}}
-    groups = {"SR": {"nets": {"sr": net.state_dict()}, "optimizer": {}}}
-    CheckpointManager(tmp_path / "run" / "checkpoints", keep=1, rank=0, world_size=1).save(7, meta, groups, {})
+    class SROnly:  # what a backend hands the checkpoint manager, for a run whose only group is the SR net
+        def group_states(self):
+            return {"SR": {"nets": {"sr": net.state_dict()}, "optimizer": {}}}
+
+        def save_sharded(self, step_dir):
+            pass
+
+    meta = {"networks": {"sr": {"group": "SR", "registry": "sr", "name": "vdsr_lr", "args": NET_ARGS}}, "export": "sr"}
+    CheckpointManager(tmp_path / "run" / "checkpoints", keep=1).save(7, meta, SROnly(), {})
     expected = upscale_image(net, lr_image, tile=None)
     # a step directory, the checkpoints/ directory and the run's output directory all resolve to it
     for path in ("run/checkpoints/step-00000007", "run/checkpoints", "run"):
         np.testing.assert_array_equal(upscale_image(load_sr(tmp_path / path), lr_image, tile=None), expected)
-    args = _parse(inference.add_export_arguments, f"--checkpoint {tmp_path}/run --out {tmp_path}/sr.pt")
-    assert inference.run_export(args) == 0
+    assert main(f"export --checkpoint {tmp_path}/run --out {tmp_path}/sr.pt".split()) == 0
     np.testing.assert_array_equal(upscale_image(load_sr(tmp_path / "sr.pt"), lr_image, tile=None), expected)

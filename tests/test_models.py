@@ -95,7 +95,7 @@ def test_a_new_sr_net_is_one_class_and_one_registry_entry():
 
     try:
         config = load_config(None, ["model.sr.name=test_bicubic_plus_conv", "model.sr.args={}"])
-        nets = build_networks(config)
+        nets = build_networks(config.model)
         assert isinstance(nets["sr"], BicubicPlusConv)
         assert nets["sr"](torch.zeros(1, 3, 8, 8)).shape == (1, 3, 32, 32)
     finally:
@@ -181,3 +181,54 @@ def test_high_pass_discriminator_ignores_colour_and_sees_noise():
         assert torch.allclose(band(x), band(shifted), atol=1e-5)
         assert not torch.allclose(band(x), band(x + 0.05 * torch.randn_like(x)), atol=1e-4)
     assert n_params(band) == n_params(plain) and not band.state_dict().keys() - plain.state_dict().keys()
+
+
+def test_band_discriminator_sees_the_band_next_to_the_finest_and_still_ignores_colour():
+    from cyclesr_dist.models.cyclegan import GaussianBands, GaussianBlur
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 1.2 - 0.6
+    bands = GaussianBands(3, [1.0, 2.0])
+    out = bands(x)
+    assert out.shape == (2, 6, 32, 32)
+    # the bands add up to everything above the last edge (a telescoping sum)
+    torch.testing.assert_close(out[:, :3] + out[:, 3:], x - GaussianBlur(3, 2.0)(x))
+    two = DISCRIMINATORS.build("patchgan", {"ndf": 8, "n_layers": 2, "bands": [1.0, 2.0]})
+    shifted = x + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(two(x), two(shifted), atol=1e-5)
+    # Under noise, a further blur of σ 1.5 is hard to see in the finest band (noise fills it) and plain in the next
+    smooth = GaussianBlur(3, 1.0)(x)
+    noisy = [img + 0.05 * torch.randn_like(img) for img in (smooth, GaussianBlur(3, 1.5)(smooth))]
+    sharp, blurred = bands(noisy[0]), bands(noisy[1])
+    fine_kept = blurred[:, :3].pow(2).mean() / sharp[:, :3].pow(2).mean()
+    mid_kept = blurred[:, 3:].pow(2).mean() / sharp[:, 3:].pow(2).mean()
+    assert mid_kept < 0.6 * fine_kept
+    with pytest.raises(ValueError, match="not both"):
+        DISCRIMINATORS.build("patchgan", {"high_pass": 1.0, "bands": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="must increase"):
+        DISCRIMINATORS.build("patchgan", {"bands": [2.0, 1.0]})
+
+
+def test_learned_kernel_generator_starts_as_the_identity_and_learns_a_blur():
+    from cyclesr_dist.models.cyclegan import GaussianBlur
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 24, 24) * 1.8 - 0.9
+    g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "n_downsampling": 0, "residual": True, "blur_kernel": 7})
+    torch.testing.assert_close(g(x), x)  # identity kernel + zero-initialised residual
+    target = GaussianBlur(3, 1.2)(x)
+    opt = torch.optim.Adam(g.blur.parameters(), lr=2e-2)
+    losses = []
+    for _ in range(60):
+        loss = nn.functional.mse_loss(g(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+    kernel = g.blur.kernel().detach()
+    assert abs(kernel.sum().item() - 1) < 1e-6 and kernel[3, 3] < 0.5  # spread out like the target blur
+    assert n_params(g) == n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "n_downsampling": 0})) + 49
+    with pytest.raises(ValueError, match="odd"):
+        GENERATORS.build("resnet", {"blur_kernel": 4})

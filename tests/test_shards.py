@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import tarfile
-from argparse import ArgumentParser
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,10 @@ import pytest
 import skimage
 from PIL import Image
 
+from cyclesr_dist.cli import main
 from cyclesr_dist.data.images import decode_rgb, load_rgb
-from cyclesr_dist.data.shards import add_arguments, crop_positions, iter_val_pairs, run, sample_key, write_shards
+from cyclesr_dist.data.shards import crop_positions, sample_key, write_shards
+from cyclesr_dist.data.val_shards import iter_val_pairs
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 HR, LR = 32, 8  # crop sizes (scale 4), tiny so the tests are fast
@@ -238,8 +239,6 @@ def test_val_pairs(folders: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_cli_run_prints_counts_and_exits_zero(folders: dict[str, Path], tmp_path: Path, capsys) -> None:
-    parser = ArgumentParser()
-    add_arguments(parser)
     argv = [
         "--hr",
         str(folders["hr"]),
@@ -256,13 +255,13 @@ def test_cli_run_prints_counts_and_exits_zero(folders: dict[str, Path], tmp_path
         "--workers",
         "1",
     ]
-    assert run(parser.parse_args(argv)) == 0
+    assert main(["data", "shard", *argv]) == 0
     text = capsys.readouterr().out
     assert "hr: 3 files, 13 samples in 4 shards" in text and "skipped: 4 files" in text and "tiny.png" in text
-    assert run(parser.parse_args([*argv[:1], str(tmp_path / "missing"), *argv[2:]])) == 2
-    # `python -m cyclesr_dist.data.shards` works too
+    assert main(["data", "shard", *argv[:1], str(tmp_path / "missing"), *argv[2:]]) == 2
+    # `python -m cyclesr_dist.cli` works too
     proc = subprocess.run(
-        [sys.executable, "-m", "cyclesr_dist.data.shards", *argv[:5], str(tmp_path / "m"), *argv[6:]],
+        [sys.executable, "-m", "cyclesr_dist.cli", "data", "shard", *argv[:5], str(tmp_path / "m"), *argv[6:]],
         capture_output=True,
         text=True,
         check=False,

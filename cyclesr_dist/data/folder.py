@@ -1,8 +1,8 @@
 """Unpaired training batches from plain image folders (small data sets: images are held in memory).
 
-Sample `i` of rank `r` is a pure function of (seed, r, i): a random HR crop and an independent random real-LR
-crop, each with a random flip/90° rotation. So a resumed run that restarts at the consumed sample count sees
-exactly the batches an uninterrupted run would have seen.
+Sample `i` of rank `r` is a pure function of (seed, r, i): a random HR patch (and its LR, `augment.HrToLr`) and an
+independent random real-LR patch, by the rule of `data.augment`. So a resumed run that restarts at the consumed
+sample count sees exactly the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -14,38 +14,36 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .images import bicubic_resize, list_images, load_rgb, uint8_to_model
-
-
-def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    top = int(rng.integers(0, img.shape[0] - size + 1))
-    left = int(rng.integers(0, img.shape[1] - size + 1))
-    return img[top : top + size, left : left + size]
-
-
-def random_flip_rotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One of the 8 dihedral transforms, uniformly."""
-    if rng.random() < 0.5:
-        img = img[:, ::-1]
-    return np.rot90(img, k=int(rng.integers(0, 4)))
+from .augment import HrToLr, random_patch
+from .images import list_images, load_rgb, uint8_to_model
 
 
 def load_folder(root: Path, min_side: int) -> list[np.ndarray]:
-    images = []
-    for path in list_images(root):
-        img = load_rgb(path)
-        if min(img.shape[:2]) >= min_side:
-            images.append(img)
+    images = [img for img in map(load_rgb, list_images(root)) if min(img.shape[:2]) >= min_side]
     if not images:
         raise ValueError(f"no image of at least {min_side}×{min_side} pixels under {root}")
     return images
 
 
 class UnpairedFolderDataset(Dataset):
-    def __init__(self, hr_dir: str | Path, lr_dir: str | Path, hr_patch: int, scale: int, seed: int, rank: int):
+    def __init__(
+        self,
+        hr_dir: str | Path,
+        lr_dir: str | Path,
+        hr_patch: int,
+        scale: int,
+        seed: int,
+        rank: int,
+        *,
+        hr_augment: str = "dihedral",
+        lr_augment: str = "dihedral",
+        hr_to_lr: str = "bicubic",
+    ) -> None:
         if hr_patch % scale:
             raise ValueError(f"hr_patch {hr_patch} must be a multiple of scale {scale}")
-        self.hr_patch, self.lr_patch, self.scale = hr_patch, hr_patch // scale, scale
+        self.hr_patch, self.lr_patch = hr_patch, hr_patch // scale
+        self.make_lr = HrToLr(hr_to_lr, scale)
+        self.hr_augment, self.lr_augment = hr_augment, lr_augment
         self.hr_images = load_folder(Path(hr_dir), hr_patch)
         self.lr_images = load_folder(Path(lr_dir), self.lr_patch)
         self.seed, self.rank = seed, rank
@@ -57,10 +55,9 @@ class UnpairedFolderDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.rank, index])
         hr_img = self.hr_images[int(rng.integers(len(self.hr_images)))]
         lr_img = self.lr_images[int(rng.integers(len(self.lr_images)))]
-        hr = uint8_to_model(random_flip_rotate(random_crop(hr_img, self.hr_patch, rng), rng))
-        real_lr = uint8_to_model(random_flip_rotate(random_crop(lr_img, self.lr_patch, rng), rng))
-        clean_lr = bicubic_resize(hr, 1.0 / self.scale).clamp_(-1, 1)
-        return {"hr": hr, "clean_lr": clean_lr, "real_lr": real_lr}
+        item = self.make_lr(random_patch(hr_img, self.hr_patch, rng, self.hr_augment), rng)
+        item["real_lr"] = uint8_to_model(random_patch(lr_img, self.lr_patch, rng, self.lr_augment))
+        return item
 
 
 class _CountFrom(Sampler[int]):
@@ -126,15 +123,8 @@ class FolderUnpairedLoader(IndexedLoader):
         seed: int,
         rank: int = 0,
         pin_memory: bool = False,
+        **augment: str,
     ) -> None:
-        dataset = UnpairedFolderDataset(hr_dir, lr_dir, hr_patch, scale, seed, rank)
+        """`augment`: hr_augment, lr_augment, hr_to_lr (see `data.augment`)."""
+        dataset = UnpairedFolderDataset(hr_dir, lr_dir, hr_patch, scale, seed, rank, **augment)
         super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
-
-
-def paired_val_images(lr_dir: str | Path, hr_dir: str | Path, max_images: int = 0):
-    """(name, lr_uint8, hr_uint8) for files with the same stem in both folders."""
-    hr_by_stem = {p.stem: p for p in list_images(hr_dir)}
-    pairs = [(p.stem, p, hr_by_stem[p.stem]) for p in list_images(lr_dir) if p.stem in hr_by_stem]
-    if max_images:
-        pairs = pairs[:max_images]
-    return [(name, load_rgb(lr), load_rgb(hr)) for name, lr, hr in pairs]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..atomic import atomic_write
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -54,8 +56,11 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 
 def save_rgb(arr: np.ndarray, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    """Write an HxWx3 uint8 image (format from the suffix), atomically: a reader never sees half a file."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}")
+    atomic_write(path, lambda f: Image.fromarray(arr).save(f, format=fmt))
 
 
 def uint8_to_model(arr: np.ndarray) -> torch.Tensor:

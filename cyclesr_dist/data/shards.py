@@ -1,12 +1,11 @@
 """Shard writer: image folders -> deterministic WebDataset tar shards + `manifest.json`.
 
-`cyclesr data shard --hr DIR --lr DIR --out DIR [--val-hr DIR --val-lr DIR]` (or `python -m cyclesr_dist.data.shards`)
-writes into OUT:
+`cyclesr data shard --hr DIR --lr DIR --out DIR [--val-hr DIR --val-lr DIR]` writes into OUT:
 
 - `hr-%06d.tar`: HR crops (default 480×480), one sample per crop: `<key>.png` (+ `<key>.json`: source file, y, x);
 - `lr-%06d.tar`: real-LR crops (default 120×120), same layout;
 - `val-%06d.tar`: paired validation scenes as whole images, `<key>.hr.png` and `<key>.lr.png` per key
-  (LR/HR matched by relative path without suffix);
+  (LR/HR paired by `data.pairing`);
 - `manifest.json`: crop sizes, strides, per-split counts and shard lists, and every skipped file with its reason.
   It is written last (atomically), so its presence means the shards are complete.
 
@@ -24,26 +23,23 @@ counted and listed in the manifest.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import random
 import re
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import webdataset as wds
 
 from ..atomic import atomic_write_text
-from .images import decode_rgb, encode_png, list_images, load_rgb
+from .images import encode_png, list_images, load_rgb
+from .manifest import MANIFEST, MANIFEST_FORMAT
+from .pairing import pair_files
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "cyclesr-shards/1"
 SPLIT_PATTERNS = {"hr": "hr-%06d.tar", "lr": "lr-%06d.tar", "val": "val-%06d.tar"}
 DEFAULT_SHARD_SIZE = 256  # ~90 MB of 480² PNG crops; many shards = disjoint per-worker shares
 _SHARD_NAME = re.compile(r"^(hr|lr|val)-\d{6}\.tar$")
@@ -181,37 +177,27 @@ def _write_crops(
 
 
 def _write_val(
-    hr_root: Path, lr_root: Path, out_dir: Path, shard_size: int, workers: int, skipped: list[dict[str, str]]
+    hr_root: Path,
+    lr_root: Path,
+    out_dir: Path,
+    scale: int,
+    shard_size: int,
+    workers: int,
+    skipped: list[dict[str, str]],
 ) -> dict[str, Any]:
-    def by_stem(root: Path) -> dict[str, str]:
-        table: dict[str, str] = {}
-        for p in list_images(root):
-            rel = p.relative_to(root).as_posix()
-            stem = rel.rsplit(".", 1)[0]
-            if stem in table:
-                skipped.append({"split": "val", "path": rel, "reason": f"duplicate stem (kept {table[stem]})"})
-                continue
-            table[stem] = str(p)
-        return table
+    pairing = pair_files(lr_root, hr_root, scale)
 
-    hr, lr = by_stem(hr_root), by_stem(lr_root)
-    for stem in sorted(set(hr) - set(lr)):
-        skipped.append(
-            {
-                "split": "val",
-                "path": Path(hr[stem]).relative_to(hr_root).as_posix(),
-                "reason": "HR image without a matching LR image",
-            }
-        )
-    for stem in sorted(set(lr) - set(hr)):
-        skipped.append(
-            {
-                "split": "val",
-                "path": Path(lr[stem]).relative_to(lr_root).as_posix(),
-                "reason": "LR image without a matching HR image",
-            }
-        )
-    tasks = [(stem, hr[stem], lr[stem]) for stem in sorted(set(hr) & set(lr))]
+    def rel(path: Path) -> str:
+        root = hr_root if path.is_relative_to(hr_root) else lr_root
+        return path.relative_to(root).as_posix()
+
+    for dropped, kept in pairing.duplicates:
+        skipped.append({"split": "val", "path": rel(dropped), "reason": f"duplicate stem (kept {rel(kept)})"})
+    for path in pairing.hr_only:
+        skipped.append({"split": "val", "path": rel(path), "reason": "HR image without a matching LR image"})
+    for path in pairing.lr_only:
+        skipped.append({"split": "val", "path": rel(path), "reason": "LR image without a matching HR image"})
+    tasks = [(key, str(hr), str(lr)) for key, lr, hr in pairing.pairs]
     shards = _Shards(out_dir, "val", shard_size)
     for stem, pair, reason in _pool_map(_load_pair, tasks, workers):
         if pair is None:
@@ -242,14 +228,15 @@ def write_shards(
     lr_crop: int = 120,
     stride: int | None = None,
     lr_stride: int | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Write HR/LR crop shards (and the paired validation shards) into `out_dir`; return the manifest.
 
     Raises FileNotFoundError for a missing input folder and ValueError for bad sizes; individual bad files are
-    skipped and listed in `manifest["skipped"]`.
+    skipped and listed in `manifest["skipped"]`. `shard_size` None: DEFAULT_SHARD_SIZE.
     """
+    shard_size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
     if hr_crop <= 0 or lr_crop <= 0 or shard_size <= 0:
         raise ValueError(
             f"crop sizes and shard size must be positive (hr_crop={hr_crop}, lr_crop={lr_crop}, "
@@ -276,7 +263,8 @@ def write_shards(
         "lr": _write_crops(Path(lr_dir), out, "lr", lr_crop, lr_stride, shard_size, workers, skipped),
     }
     if val_hr_dir is not None and val_lr_dir is not None:
-        splits["val"] = _write_val(Path(val_hr_dir), Path(val_lr_dir), out, shard_size, workers, skipped)
+        scale = hr_crop // lr_crop if hr_crop % lr_crop == 0 else None
+        splits["val"] = _write_val(Path(val_hr_dir), Path(val_lr_dir), out, scale, shard_size, workers, skipped)
     manifest = {
         "format": MANIFEST_FORMAT,
         "hr_crop": hr_crop,
@@ -291,132 +279,3 @@ def write_shards(
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
-
-
-# ------------------------------------------------------------------------------------------------ reading back
-
-
-def read_manifest(base: str | Path) -> dict[str, Any]:
-    """`manifest.json` of a shard folder (a local directory, or an http(s)/other URL prefix WebDataset can open)."""
-    text = str(base)
-    if "://" in text and not text.startswith("file://"):
-        with wds.gopen(text.rstrip("/") + "/" + MANIFEST, "rb") as stream:
-            return json.loads(stream.read().decode())
-    path = Path(text.removeprefix("file://"))
-    if path.is_dir():
-        path = path / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"no {MANIFEST} at {path}; write shards with `cyclesr data shard`")
-    return json.loads(path.read_text())
-
-
-def split_urls(base: str | Path, split: str) -> list[str]:
-    """Shard URLs of one split ("hr", "lr" or "val") listed in the manifest under `base`."""
-    manifest = read_manifest(base)
-    if split not in manifest.get("splits", {}):
-        raise ValueError(f"{base}: the manifest has no {split!r} split (has {sorted(manifest.get('splits', {}))})")
-    text = str(base)
-    if "://" in text and not text.startswith("file://"):
-        return [text.rstrip("/") + "/" + name for name in manifest["splits"][split]["shards"]]
-    root = Path(text.removeprefix("file://"))
-    root = root if root.is_dir() else root.parent
-    return [str(root / name) for name in manifest["splits"][split]["shards"]]
-
-
-def _is_manifest_dir(source: Any) -> bool:
-    if not isinstance(source, (str, Path)):
-        return False
-    text = str(source)
-    if "{" in text or "::" in text or text.endswith(".tar"):
-        return False
-    if "://" in text and not text.startswith("file://"):
-        return text.endswith("/")
-    path = Path(text.removeprefix("file://"))
-    return path.is_dir() or path.name == MANIFEST
-
-
-def iter_val_pairs(
-    out_dir_or_urls: str | Path | Iterable[str], *, rank: int = 0, world_size: int = 1
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Yield `(key, lr_uint8, hr_uint8)` (HxWx3) for every validation pair, in shard order.
-
-    `out_dir_or_urls`: a shard folder with a manifest (its "val" split), a brace pattern, or a list of URLs.
-    With `world_size > 1`, rank r gets pairs r, r + world_size, ... . Undecodable pairs are skipped with a warning.
-    """
-    if _is_manifest_dir(out_dir_or_urls):
-        urls = split_urls(out_dir_or_urls, "val")  # type: ignore[arg-type]
-    elif isinstance(out_dir_or_urls, (str, Path)):
-        urls = wds.shardlists.expand_urls(str(out_dir_or_urls))
-    else:
-        urls = list(out_dir_or_urls)
-    if not urls:
-        return
-    pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=wds.warn_and_continue))
-    for index, sample in enumerate(pipeline):
-        if index % world_size != rank:
-            continue
-        try:
-            hr, lr = decode_rgb(sample["hr.png"]), decode_rgb(sample["lr.png"])
-        except Exception as exn:  # noqa: BLE001
-            print(f"warning: skipping validation pair {sample.get('__key__')}: {exn!r}", file=sys.stderr)
-            continue
-        yield sample["__key__"], lr, hr
-
-
-# --------------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hr", required=True, help="folder of clean HR photos (searched recursively)")
-    parser.add_argument("--lr", required=True, help="folder of real low-resolution photos (unpaired)")
-    parser.add_argument("--out", required=True, help="output folder for the shards and manifest.json")
-    parser.add_argument("--val-hr", default=None, help="paired validation HR images (matched to --val-lr by path)")
-    parser.add_argument("--val-lr", default=None, help="paired validation LR images")
-    parser.add_argument("--hr-crop", type=int, default=480, help="HR crop size (default 480)")
-    parser.add_argument("--lr-crop", type=int, default=120, help="LR crop size (default 120)")
-    parser.add_argument("--stride", type=int, default=None, help="HR crop stride (default: the crop size)")
-    parser.add_argument("--lr-stride", type=int, default=None, help="LR crop stride (default: stride scaled)")
-    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard")
-    parser.add_argument("--workers", type=int, default=None, help="decode/encode processes (default: all cores)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        manifest = write_shards(
-            args.hr,
-            args.lr,
-            args.out,
-            val_hr_dir=args.val_hr,
-            val_lr_dir=args.val_lr,
-            hr_crop=args.hr_crop,
-            lr_crop=args.lr_crop,
-            stride=args.stride,
-            lr_stride=args.lr_stride,
-            shard_size=args.shard_size,
-            workers=args.workers,
-        )
-    except (FileNotFoundError, ValueError) as exn:
-        print(f"error: {exn}", file=sys.stderr)
-        return 2
-    for name, split in manifest["splits"].items():
-        files = f"{split['files']} files, " if "files" in split else ""
-        print(f"{name}: {files}{split['samples']} samples in {len(split['shards'])} shards")
-    print(f"skipped: {len(manifest['skipped'])} files")
-    for item in manifest["skipped"]:
-        print(f"  [{item['split']}] {item['path']}: {item['reason']}")
-    print(f"manifest: {Path(args.out) / MANIFEST}")
-    empty = [name for name in ("hr", "lr") if manifest["counts"][name] == 0]
-    if empty:
-        print(f"error: no usable images for {', '.join(empty)}: nothing to train on", file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cyclesr_dist.data.shards", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,8 +8,6 @@ import types
 import torch
 import torch.distributed as dist
 
-PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later" -- the launcher requeues or restarts the job
-
 
 class PreemptionFlag:
     def __init__(self, signals: tuple[int, ...] = (signal.SIGUSR1, signal.SIGTERM)) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from accelerate import Accelerator
 
+from ..atomic import atomic_write_text
 from ..config import WandbConfig
 
 
@@ -24,6 +25,20 @@ def wandb_mode(cfg: WandbConfig) -> str:
     if cfg.mode == "auto":
         return "online" if os.environ.get("WANDB_API_KEY") else "offline"
     return cfg.mode
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    """Keep the rows of steps <= `step` (and no half-written last line), so the log stays ordered and every step
+    appears once across restarts."""
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if int(row.get("step", 0)) <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 class RunLogger:
@@ -36,7 +51,10 @@ class RunLogger:
         cfg: WandbConfig,
         config_dict: dict[str, Any],
         run_id: str | None,
+        resumed_at: int = 0,
     ) -> None:
+        """`resumed_at`: the step training continues from; log rows written after it by the interrupted run (the
+        steps since its last checkpoint, which are about to be trained again) are dropped."""
         self.accelerator = accelerator
         self.is_main = accelerator.is_main_process
         self.mode = wandb_mode(cfg)
@@ -46,7 +64,10 @@ class RunLogger:
         if not self.is_main:
             return
         output_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(output_dir / "train_log.jsonl", "a", buffering=1)
+        log_path = output_dir / "train_log.jsonl"
+        if log_path.is_file():
+            _truncate_after(log_path, resumed_at)
+        self._jsonl = open(log_path, "a", buffering=1)
         if self.mode != "disabled":
             self.run_id = run_id or secrets.token_hex(4)
             init_kwargs = {"id": self.run_id, "resume": "allow", "mode": self.mode, "dir": str(output_dir)}

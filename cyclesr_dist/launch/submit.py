@@ -3,9 +3,10 @@
     cyclesr submit --config configs/cyclesr.yaml --nodes 2 --gpus-per-node 8 --partition gpu --timeout-min 1440
     cyclesr submit --config configs/demo.yaml --local --cpu --nproc-per-node 2 max_steps=20 wandb.mode=disabled
 
-One task per GPU (per process with ``--cpu``). Each task exports the torch.distributed variables (RANK, WORLD_SIZE,
-LOCAL_RANK, MASTER_ADDR, MASTER_PORT; ``set_cuda_visible_devices=False`` so Accelerate sees every GPU of the node)
-and calls the trainer in-process: ``load_config(config, overrides)`` then ``train(config)``.
+The arguments are defined in `cli/submit.py`. One task per GPU (per process with ``--cpu``). Each task exports
+the torch.distributed variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
+``set_cuda_visible_devices=False`` so Accelerate sees every GPU of the node) and calls the trainer in-process:
+``load_config(config, overrides)`` then ``train(config)``.
 
 Everything of a run lives in one run directory (``--run-dir``): the trainer's ``output_dir`` (checkpoints, logs) and
 Submitit's files (``submitit/``). Every run is started with ``checkpoint.resume=auto``, so a requeued job carries on
@@ -36,9 +37,7 @@ from typing import Any
 
 import submitit
 
-EXIT_PREEMPTED = 75  # the trainer's "checkpoint saved, run me again" status (EX_TEMPFAIL)
-DEFAULT_ENTRY = "cyclesr_dist.engine.trainer:train"
-DEFAULT_LOADER = "cyclesr_dist.config:load_config"
+from ..errors import PREEMPTED
 
 
 def _load(spec: str) -> Callable[..., Any]:
@@ -129,8 +128,8 @@ class TrainTask(submitit.helpers.Checkpointable):
         *,
         cpu: bool = False,
         save_grace_s: float = 60.0,
-        entry: str = DEFAULT_ENTRY,
-        loader: str = DEFAULT_LOADER,
+        entry: str,
+        loader: str,
     ) -> None:
         self.config = str(config)
         self.overrides = list(overrides)
@@ -152,12 +151,12 @@ class TrainTask(submitit.helpers.Checkpointable):
         relay.install()
         config = _load(self.loader)(self.config, list(self.overrides))
         status = _exit_status(_load(self.entry), config)
-        if relay.fired and status == EXIT_PREEMPTED:
+        if relay.fired and status == PREEMPTED:
             _log("checkpoint saved; requeueing")
             relay.hand_over()  # rank 0 exits here (requeued); the other ranks just return
             return status
         signal.alarm(0)
-        if status == EXIT_PREEMPTED:
+        if status == PREEMPTED:
             # SIGTERM from the scheduler (scancel, preemption): the checkpoint is saved; Slurm decides about a requeue.
             raise SystemExit(status)
         if status != 0:
@@ -222,48 +221,6 @@ def build_executor(args: argparse.Namespace, folder: str | os.PathLike[str]) -> 
     return executor
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML config file")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides passed to the trainer")
-    parser.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node = tasks per node (default: 8)")
-    parser.add_argument("--cpu", action="store_true", help="train on CPUs (gloo), --nproc-per-node tasks per node")
-    parser.add_argument("--nproc-per-node", type=int, default=1, help="tasks per node with --cpu (default: 1)")
-    parser.add_argument("--partition", help="Slurm partition")
-    parser.add_argument("--account", help="Slurm account")
-    parser.add_argument("--qos", help="Slurm QOS")
-    parser.add_argument("--constraint", help="Slurm node constraint, e.g. a100")
-    parser.add_argument("--timeout-min", type=float, default=24 * 60, help="time limit per run (default: 1440)")
-    parser.add_argument("--cpus-per-task", type=int, default=0, help="CPUs per task (default: the cluster's)")
-    parser.add_argument("--mem-gb", type=float, default=0, help="memory per node in GB (default: the cluster's)")
-    parser.add_argument(
-        "--signal-delay-s",
-        type=int,
-        default=180,
-        help="seconds before the time limit at which the job saves and requeues itself (default: 180)",
-    )
-    parser.add_argument(
-        "--save-grace-s",
-        type=float,
-        default=None,
-        help="how long to wait for that save before requeueing anyway (default: 2/3 of --signal-delay-s)",
-    )
-    parser.add_argument("--max-requeues", type=int, default=20, help="requeues after time-outs (default: 20)")
-    parser.add_argument("--name", default="cyclesr", help="job name (default: cyclesr)")
-    parser.add_argument(
-        "--run-dir", help="output directory of the run: checkpoints, logs, Submitit files (default: runs/NAME-TIME)"
-    )
-    parser.add_argument("--setup", action="append", help="shell line run before the tasks (repeatable)")
-    parser.add_argument(
-        "--slurm-arg", action="append", metavar="KEY=VALUE", help="extra #SBATCH option, e.g. reservation=x"
-    )
-    parser.add_argument("--local", action="store_true", help="run here with Submitit's local executor (waits)")
-    parser.add_argument("--wait", action="store_true", help="wait for the job to finish")
-    # The trainer's entry points, as "module:function"; tests swap in a stand-in trainer.
-    parser.add_argument("--entry", default=DEFAULT_ENTRY, help=argparse.SUPPRESS)
-    parser.add_argument("--config-loader", default=DEFAULT_LOADER, help=argparse.SUPPRESS)
-
-
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or f"runs/{args.name}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
     config = Path(args.config).absolute()
@@ -296,13 +253,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     _log(f"job {job.job_id} finished")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cyclesr submit", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

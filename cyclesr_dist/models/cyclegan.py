@@ -44,6 +44,10 @@ class ResnetGenerator(nn.Module):
     generator cannot produce sensor noise on flat regions, which a real-LR degradation usually has.
     `noise_at="tail"` feeds them to the last 7×7 conv instead, at full resolution: pixel-level noise fed at the
     input has to survive the stride-2 downsampling, which it cannot, so the generator can only make blotches.
+    `blur_kernel=k` (not in the reference, odd k) first convolves the image with one learned k×k kernel (every
+    channel, DC gain 1, starting as the identity) and adds the residual to that: clean LR and real LR of the same
+    photo differ mostly by such a linear filter (another blur, another sampling filter), which a stack of ReLU
+    convolutions learns slowly and only approximately from an adversarial signal.
     """
 
     def __init__(
@@ -58,8 +62,10 @@ class ResnetGenerator(nn.Module):
         residual: bool = False,
         noise_channels: int = 0,
         noise_at: str = "input",
+        blur_kernel: int = 0,
     ) -> None:
         super().__init__()
+        self.blur = LearnedKernel(blur_kernel) if blur_kernel else None
         if noise_at not in ("input", "tail"):
             raise ValueError(f"unknown noise_at {noise_at!r}; valid: input, tail")
         if noise_channels < 0:
@@ -98,6 +104,8 @@ class ResnetGenerator(nn.Module):
         return torch.cat([t, torch.randn(n, channels, h, w, device=t.device, dtype=t.dtype)], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.blur is not None:
+            x = self.blur(x)
         if self.tail_noise:  # the tail is the last three layers: pad, 7×7 conv, tanh
             out = self.model[-3:](self._with_noise(self.model[:-3](x), self.tail_noise))
         else:
@@ -117,18 +125,32 @@ class PatchDiscriminator(nn.Module):
     band: with small unpaired domains of different scenes a full-band discriminator tells the domains apart by
     content and colour and drives the generator to repaint them; the fine band is where a degradation (noise,
     blur, JPEG) lives (frequency separation, as in Fritsche et al. 2019, "DSGAN").
+    `bands=[σ1, σ2, ...]` (not in the reference) generalises it: the discriminator sees the bands x − blur_σ1(x),
+    blur_σ1(x) − blur_σ2(x), ... stacked as channels, still without the low band (content, colour). The fine band
+    alone barely shows blur under noise; the band next to it is where a blurred edge differs from a sharp one.
+    `high_pass=σ` is `bands=[σ]`.
     """
 
     def __init__(
-        self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", high_pass: float = 0.0
+        self,
+        in_channels: int = 3,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        high_pass: float = 0.0,
+        bands: list[float] | None = None,
     ) -> None:
         super().__init__()
         if high_pass < 0:
             raise ValueError(f"high_pass is a blur σ in pixels (0 = off), got {high_pass}")
-        self.high_pass = GaussianHighPass(in_channels, high_pass) if high_pass > 0 else nn.Identity()
+        if high_pass and bands:
+            raise ValueError(f"give high_pass ({high_pass}) or bands ({bands}), not both: high_pass=σ is bands=[σ]")
+        sigmas = list(bands or ([high_pass] if high_pass else []))
+        self.bands = GaussianBands(in_channels, sigmas) if sigmas else nn.Identity()
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        first = in_channels * max(1, len(sigmas))
+        layers: list[nn.Module] = [nn.Conv2d(first, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         ch = ndf
         for i in range(1, n_layers + 1):
             out = ndf * min(2**i, 8)
@@ -144,14 +166,16 @@ class PatchDiscriminator(nn.Module):
         init_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.high_pass(x))
+        return self.model(self.bands(x))
 
 
-class GaussianHighPass(nn.Module):
-    """x − GaussianBlur_σ(x) per channel, reflect-padded; the kernel is fixed (a non-persistent buffer)."""
+class GaussianBlur(nn.Module):
+    """Per-channel Gaussian blur, reflect-padded; the kernel is fixed (a non-persistent buffer)."""
 
     def __init__(self, channels: int, sigma: float) -> None:
         super().__init__()
+        if sigma <= 0:
+            raise ValueError(f"a band edge is a blur σ in pixels (> 0), got {sigma}")
         radius = max(1, math.ceil(3 * sigma))
         taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernel_1d = torch.exp(-0.5 * (taps / sigma) ** 2)
@@ -162,5 +186,43 @@ class GaussianHighPass(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.radius
-        blurred = F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), self.kernel.to(x.dtype), groups=self.channels)
-        return x - blurred
+        return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), self.kernel.to(x.dtype), groups=self.channels)
+
+
+class GaussianBands(nn.Module):
+    """[x − blur_σ1(x), blur_σ1(x) − blur_σ2(x), ...] stacked as channels: a Laplacian-style decomposition without
+    its low-pass remainder."""
+
+    def __init__(self, channels: int, sigmas: list[float]) -> None:
+        super().__init__()
+        if sorted(sigmas) != list(sigmas) or len(set(sigmas)) != len(sigmas):
+            raise ValueError(f"band edges must increase, got {sigmas}")
+        self.blurs = nn.ModuleList(GaussianBlur(channels, s) for s in sigmas)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        levels = [x] + [blur(x) for blur in self.blurs]
+        return torch.cat([a - b for a, b in zip(levels, levels[1:], strict=False)], dim=1)
+
+
+class LearnedKernel(nn.Module):
+    """One learned k×k filter applied to every channel, reflect-padded, weights summing to 1 (brightness kept),
+    starting as the identity: kernel = (δ + Δ) / sum(δ + Δ) with Δ = 0 at first, so it may also sharpen."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"blur_kernel must be an odd size (e.g. 7), got {size}")
+        self.delta = nn.Parameter(torch.zeros(size, size))
+        identity = torch.zeros(size, size)
+        identity[size // 2, size // 2] = 1.0
+        self.register_buffer("identity", identity, persistent=False)
+        self.radius = size // 2
+
+    def kernel(self) -> torch.Tensor:
+        k = self.identity + self.delta
+        return k / k.sum()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, c = self.radius, x.shape[1]
+        weight = self.kernel().to(x.dtype).expand(c, 1, -1, -1)
+        return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), weight, groups=c)

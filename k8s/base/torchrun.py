@@ -17,7 +17,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser, run
 
-PREEMPTED = 75
+from cyclesr_dist.errors import FAILED, OK, PREEMPTED
 
 
 def main() -> int:
@@ -29,10 +29,10 @@ def main() -> int:
         return PREEMPTED
     except ChildFailedError as exc:
         codes = sorted({failure.exitcode for failure in exc.failures.values()})
-        status = PREEMPTED if PREEMPTED in codes else 1
+        status = PREEMPTED if PREEMPTED in codes else FAILED
         print(f"[torchrun.py] worker exit codes {codes}: exiting {status}", file=sys.stderr, flush=True)
         return status
-    return 0
+    return OK
 
 
 if __name__ == "__main__":

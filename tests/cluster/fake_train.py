@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-EXIT_PREEMPTED = 75
+from cyclesr_dist.errors import PREEMPTED as EXIT_PREEMPTED
 
 DEFAULTS: dict[str, Any] = {
     "output_dir": "runs/fake",

@@ -143,7 +143,8 @@ def test_submitit_on_slurm_saves_requeues_and_resumes(slurm, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "cyclesr_dist.launch.submit",
+        "cyclesr_dist.cli",
+        "submit",
         "--config",
         str(config),
         "--cpu",

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from cluster_helpers import REPO, fake_config, latest_checkpoint, logged_steps, python_env, read_text
 
+from cyclesr_dist.cli.submit import add_arguments
 from cyclesr_dist.launch import submit
 
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    submit.add_arguments(parser)
+    add_arguments(parser)
     return parser.parse_args(["--config", "c.yaml", *argv])
 
 
@@ -128,7 +129,7 @@ def test_relay_requeues_when_the_trainer_does_not_stop_in_time(saved_handlers):
 
 
 def _submit_local(tmp_path: Path, config: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "cyclesr_dist.launch.submit", "--config", str(config), "--local", "--cpu"]
+    cmd = [sys.executable, "-m", "cyclesr_dist.cli", "submit", "--config", str(config), "--local", "--cpu"]
     cmd += ["--nproc-per-node", "2", "--run-dir", str(tmp_path / "run"), *extra]
     return subprocess.run(cmd, env=python_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 

@@ -1,4 +1,4 @@
-"""The CycleSR joint model: five networks, four optimizer groups, stages, image pools and the update order.
+"""The CycleSR joint step: one iteration of every group the stage trains, in the reference's order.
 
 Plain PyTorch: how to backward, step, clip and call a frozen network comes from the engine through `StepOps`,
 so the same `optimize_parameters` runs under a bare loop, DDP and DeepSpeed.
@@ -10,52 +10,18 @@ HR = the crop X came from.  G: X→Y is `gen_clean_to_real`, F: Y→X is `gen_re
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config, LossConfig, OptimConfig, StageConfig
-from .models import DISCRIMINATORS, GENERATORS, SR_NETS
+from ..config import LossConfig
+from .losses import gan_loss, scale_grad, set_requires_grad
+from .pool import ImagePool
+from .stages import Stage
 
 Batch = dict[str, torch.Tensor]  # {"hr", "clean_lr", "real_lr"}
-
-
-class Stage(enum.Enum):
-    TRANSLATION = "translation"  # G/F/D only; the SR loss has weight 0 and the SR net is not run
-    SR_PRETRAIN = "sr_pretrain"  # SR on (clean LR, HR); G/F/D at learning rate 0 (so not run at all)
-    JOINT = "joint"  # everything, with the SR loss flowing back into G
-
-
-def stage_for_epoch(epoch: int, stages: StageConfig) -> Stage:
-    """`epoch` counts from 1, as in the reference."""
-    if epoch < stages.sr_pretrain_epoch:
-        return Stage.TRANSLATION
-    if epoch < stages.joint_epoch:
-        return Stage.SR_PRETRAIN
-    return Stage.JOINT
-
-
-def lr_factor(epoch: int, optim: OptimConfig) -> float:
-    """CycleGAN's linear rule: 1 for epochs 1..n_epoch, then falling by 1/(n_epoch_decay+1) per epoch, floor 0."""
-    return max(0.0, 1.0 - max(0, epoch - optim.n_epoch) / float(optim.n_epoch_decay + 1))
-
-
-@dataclass(frozen=True)
-class NetworkGroup:
-    """One optimizer and the networks it updates."""
-
-    name: str
-    networks: tuple[str, ...]
-    base_lr: float
-
-    def lr(self, epoch: int, stages: StageConfig, optim: OptimConfig) -> float:
-        if stage_for_epoch(epoch, stages) is Stage.SR_PRETRAIN and self.name != "SR":
-            return 0.0
-        return self.base_lr * lr_factor(epoch, optim)
 
 
 class StepOps(Protocol):
@@ -68,110 +34,6 @@ class StepOps(Protocol):
 
     def frozen(self, net: nn.Module) -> nn.Module:
         """The module to call for a forward whose parameters get no update in this backward."""
-
-
-class ImagePool:
-    """CycleGAN's history of generated images (Shrivastava et al.): D sees a mix of new and older fakes.
-
-    Each image is stored until the pool holds `size`; after that, with probability 0.5 an incoming image is
-    swapped for a random stored one (the stored one is returned). Own generator, so the pool is checkpointable.
-    """
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.images: list[torch.Tensor] = []
-        self.rng = torch.Generator().manual_seed(seed)
-
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return images.detach()
-        out = []
-        for image in images.detach():
-            image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif torch.rand((), generator=self.rng).item() < 0.5:
-                idx = int(torch.randint(0, self.size, (), generator=self.rng))
-                out.append(self.images[idx].clone())
-                self.images[idx] = image.clone()
-            else:
-                out.append(image)
-        return torch.cat(out, 0)
-
-    def state_dict(self) -> dict:
-        stored = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
-        return {"images": stored, "rng": self.rng.get_state()}
-
-    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
-        self.images = [img.unsqueeze(0).to(device) for img in state["images"]] if state["images"].numel() else []
-        self.rng.set_state(state["rng"])
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by `scale` on the way back."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: ANN001
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
-        return grad * ctx.scale, None
-
-
-def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
-    return x if scale == 1.0 else _ScaleGrad.apply(x, scale)
-
-
-def gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """Least-squares GAN loss (MSE against a 1/0 target)."""
-    target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
-    return F.mse_loss(prediction, target)
-
-
-def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
-    for net in nets:
-        for p in net.parameters():
-            p.requires_grad_(flag)
-
-
-def build_networks(config: Config) -> nn.ModuleDict:
-    m = config.model
-    return nn.ModuleDict(
-        {
-            "gen_clean_to_real": GENERATORS.build(m.generator.name, m.generator.args),
-            "gen_real_to_clean": GENERATORS.build(m.generator.name, m.generator.args),
-            "disc_clean": DISCRIMINATORS.build(m.discriminator.name, m.discriminator.args),
-            "disc_real": DISCRIMINATORS.build(m.discriminator.name, m.discriminator.args),
-            "sr": SR_NETS.build(m.sr.name, m.sr.args),
-        }
-    )
-
-
-def network_groups(optim: OptimConfig) -> list[NetworkGroup]:
-    """The reference's four Adam optimizers: G and F together, each discriminator, the SR net."""
-    return [
-        NetworkGroup("G", ("gen_clean_to_real", "gen_real_to_clean"), optim.cyc_lr),
-        NetworkGroup("D_X", ("disc_clean",), optim.cyc_lr),
-        NetworkGroup("D_Y", ("disc_real",), optim.cyc_lr),
-        NetworkGroup("SR", ("sr",), optim.sr_lr),
-    ]
-
-
-def build_optimizers(nets: nn.ModuleDict, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-    """One Adam per group, holding exactly that group's networks' parameters."""
-    return {
-        g.name: torch.optim.Adam(
-            [p for name in g.networks for p in nets[name].parameters()],
-            lr=g.base_lr,
-            betas=optim.betas,
-            foreach=None if optim.fused else optim.foreach,
-            fused=optim.fused or None,
-        )
-        for g in network_groups(optim)
-    }
 
 
 class CycleSR:

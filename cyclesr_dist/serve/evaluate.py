@@ -1,6 +1,6 @@
 """Paired evaluation of an SR network: PSNR/SSIM (RGB and Y), optional best-shift PSNR, and the bicubic baseline
 on the same images. `evaluate_pairs` is shared by `cyclesr eval` and validation during training (it prints
-nothing); `add_arguments` / `run` implement the `eval` sub-command.
+nothing).
 
 Protocol: SR output is quantized to uint8 (what a saved PNG holds) before measuring; HR is cropped (top-left) to
 exactly scale x the LR size when it is larger; `shave` = scale border pixels are dropped; metrics are per image,
@@ -9,11 +9,9 @@ then averaged over images. Bicubic = torch antialias-free bicubic ×scale upsamp
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_write_text
-from .data.images import bicubic_resize, list_images, load_rgb, model_to_uint8, uint8_to_model
-from .inference import load_sr, net_upscale, resolve_device, upscale_image
-from .metrics import image_metrics
+from ..atomic import atomic_write_text
+from ..data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from ..metrics import image_metrics
+from .tiling import net_upscale, resolve_device, upscale_image
 
 METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "psnr_rgb_best_shift")
 
@@ -132,42 +130,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# -------------------------------------------------------------------------------------------------------- CLI
-
-
-def _by_stem(paths: list[Path], what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in out:
-            raise ValueError(f"two {what} images share the stem {p.stem!r}: {out[p.stem]} and {p}")
-        out[p.stem] = p
-    return out
-
-
-def match_folders(lr_dir: str | Path, hr_dir: str | Path, scale: int) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    """Pair LR and HR files by stem (an LR stem may also carry a DIV2K-style `x{scale}` suffix: 0801x4 <-> 0801).
-
-    Returns ([(stem, lr_path, hr_path)] sorted by stem, [unmatched LR stems]).
-    """
-    lr = _by_stem(list_images(lr_dir), "LR")
-    hr = _by_stem(list_images(hr_dir), "HR")
-    pairs, unmatched = [], []
-    for stem, lr_path in sorted(lr.items()):
-        key = stem
-        if key not in hr and key.endswith(f"x{scale}") and key[: -len(f"x{scale}")] in hr:
-            key = key[: -len(f"x{scale}")]
-        if key in hr:
-            pairs.append((key, lr_path, hr[key]))
-        else:
-            unmatched.append(stem)
-    return pairs, unmatched
-
-
-def _load_pairs(matched: list[tuple[str, Path, Path]]) -> Iterator[Pair]:
-    for name, lr_path, hr_path in matched:
-        yield name, load_rgb(lr_path), load_rgb(hr_path)
-
-
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # "inf" / "nan": strict JSON has no such numbers
@@ -180,44 +142,3 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(obj: Any, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(_json_safe(obj), indent=2) + "\n")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="exported SR file or training checkpoint directory")
-    parser.add_argument("--lr", required=True, help="folder of LR images")
-    parser.add_argument("--hr", required=True, help="folder of HR images (matched to LR by file stem)")
-    parser.add_argument("--json", default=None, help="also write the full results (per image + mean) here")
-    parser.add_argument("--max-shift", type=int, default=0, help="also report the best PSNR over shifts of ±K px")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image at once)")
-    parser.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        net = load_sr(args.checkpoint, device=args.device)
-        scale = net_upscale(net)
-        matched, unmatched = match_folders(args.lr, args.hr, scale)
-        if not matched:
-            raise ValueError(f"no LR image in {args.lr} has an HR image of the same stem in {args.hr}")
-        if unmatched:
-            shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
-            print(f"cyclesr eval: warning: {len(unmatched)} LR image(s) without HR, skipped: {shown}", file=sys.stderr)
-        result = evaluate_pairs(
-            net,
-            _load_pairs(matched),
-            scale=scale,
-            max_shift=args.max_shift,
-            device=args.device,
-            tile=args.tile or None,
-            overlap=args.overlap,
-        )
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"cyclesr eval: error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    if args.json:
-        result.update({"checkpoint": str(args.checkpoint), "lr_dir": str(args.lr), "hr_dir": str(args.hr)})
-        write_json(result, args.json)
-        print(f"wrote {args.json}")
-    return 0

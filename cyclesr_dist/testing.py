@@ -1,8 +1,9 @@
-"""The reference implementation's update *structure*, kept literally as a yardstick.
+"""Builders shared by the tests and the benchmarks, and the reference implementation's update *structure*.
 
-Not used for training. Tests check that `CycleSR.optimize_parameters` (which drops the reference's redundant
-work) produces the same weights as this, and `benchmarks/train_throughput.py` times both. Differences from the
-optimised step, all of them wasted work with identical results:
+`reference_optimize_parameters` is not used for training: it is kept literally as a yardstick. Tests check that
+`CycleSR.optimize_parameters` (which drops the reference's redundant work) produces the same weights as this, and
+`benchmarks/train_throughput.py` times both. Differences from the optimised step, all of them wasted work with
+identical results:
 - each discriminator has its own backward;
 - the G step builds SR(G(x)) with SR's weights requiring grad, so its backward computes SR weight gradients that
   are then zeroed;
@@ -14,7 +15,31 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cyclesr import Batch, CycleSR, Stage, gan_loss, set_requires_grad
+from .config import Config, load_config
+from .cyclesr import Batch, CycleSR, Stage
+from .cyclesr.losses import gan_loss, set_requires_grad
+
+
+def tiny_config(**overrides: str) -> Config:
+    """A very small model config for unit tests (structure of the reference, tiny widths)."""
+    base = [
+        "model.generator.args={ngf: 8, n_blocks: 2}",
+        "model.discriminator.args={ndf: 8, n_layers: 2}",
+        "model.sr.args={nf: 8, nb: 2}",
+        "loss.pool_size=4",
+    ]
+    return load_config(None, base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def random_batch(batch: int = 2, lr: int = 16, scale: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random HR in [-1, 1], its box-downscaled clean LR, an unrelated random real LR."""
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.rand(batch, 3, lr * scale, lr * scale, generator=g) * 2 - 1
+    return {
+        "hr": hr,
+        "clean_lr": F.avg_pool2d(hr, scale),
+        "real_lr": torch.rand(batch, 3, lr, lr, generator=g) * 2 - 1,
+    }
 
 
 def _step(optimizer: torch.optim.Optimizer, grad_clip: float) -> None:

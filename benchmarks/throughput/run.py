@@ -1,0 +1,54 @@
+"""The timed part: per config and stage, FLOPs of both update structures, the interleaved variants, a table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+
+from .flops import count_step_flops
+from .report import print_stage_table
+from .setups import STAGES, config_source, make_setup
+from .timing import time_stage
+from .variants import TINY_VARIANTS
+
+
+def variants_for(name: str, args: argparse.Namespace, device: torch.device) -> list[str]:
+    """--variants less what does not apply to this config: bf16 on a CPU at the reference config (minutes a step)
+    unless asked for, and for `tiny` (overhead only) anything beyond TINY_VARIANTS."""
+    skip_amp = name == "reference" and device.type == "cpu" and not args.cpu_bf16_reference
+    return [k for k in args.variants if not (k == "amp" and skip_amp) and (name != "tiny" or k in TINY_VARIANTS)]
+
+
+def time_configs(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Returns the JSON's "configs" section and the table rows per config and stage."""
+    configs: dict[str, Any] = {}
+    all_rows: dict[str, dict[str, list[dict]]] = {}
+    for name in args.configs:
+        setup = make_setup(name, args, device)
+        s = setup.config.data.scale
+        params = sum(t.numel() for st in setup.init_state.values() for t in st.values())
+        print(
+            f"\n### {name} config ({config_source(name)}): LR {setup.lr_size}×{setup.lr_size} "
+            f"(HR {setup.lr_size * s}×{setup.lr_size * s}), batch {setup.batch_size}, {params:,} parameters",
+            flush=True,
+        )
+        all_rows[name] = {}
+        configs[name] = {"lr": setup.lr_size, "batch": setup.batch_size, "stages": {}}
+        for stage in args.stages:
+            st = STAGES[stage]
+            flops = {
+                structure: count_step_flops(setup.config, setup.lr_size, setup.batch_size, st, structure)
+                for structure in ("ours", "reference")
+            }
+            res = time_stage(setup, st, variants_for(name, args, device), args)
+            rows = print_stage_table(setup, stage, res, flops, args)
+            print(
+                f"FLOPs per step (conv/matmul, fwd+bwd): ours {flops['ours'] / 1e9:.2f} G, reference structure "
+                f"{flops['reference'] / 1e9:.2f} G (× {flops['reference'] / flops['ours']:.3f})",
+                flush=True,
+            )
+            all_rows[name][stage] = rows
+            configs[name]["stages"][stage] = {"rows": rows, "flops": flops, "load": res["load"]}
+    return configs, all_rows

@@ -1,0 +1,117 @@
+"""The variants timed against each other, and how each is built from the shared `Setup`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from cyclesr_dist.cyclesr import CycleSR, Stage
+from cyclesr_dist.engine.backends.base import OptimizerOps
+from cyclesr_dist.testing import reference_optimize_parameters
+
+from .bare import make_bare_step
+from .setups import NETS, Built, Setup, autocast_ctx, fresh_networks, make_optimizers
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    key: str
+    structure: str  # bare | ours | batched | reference | trainer
+    channels_last: bool = False
+    adam: str = "foreach"  # foreach | forloop | fused
+    amp_toggle: bool = False  # flip the base precision (fp32 <-> bf16 autocast)
+    compile: bool = False
+
+
+VARIANTS = {
+    v.key: v
+    for v in (
+        Variant("bare", "bare"),
+        Variant("ours", "ours"),
+        Variant("reference", "reference"),
+        Variant("trainer", "trainer"),
+        Variant("channels_last", "ours", channels_last=True),
+        Variant("forloop_adam", "ours", adam="forloop"),
+        Variant("fused_adam", "ours", adam="fused"),
+        Variant("amp", "ours", amp_toggle=True),
+        Variant("compile", "ours", compile=True),
+        Variant("batched", "batched"),
+        Variant("batched_fused", "batched", adam="fused"),
+    )
+}
+# The tiny config measures overhead only: the switches that change compute are left out there.
+TINY_VARIANTS = ["bare", "ours", "reference", "trainer", "batched"]
+DEFAULT_VARIANTS = [
+    "bare",
+    "ours",
+    "reference",
+    "trainer",
+    "channels_last",
+    "forloop_adam",
+    "fused_adam",
+    "amp",
+    "batched",
+    "batched_fused",
+]
+MEMORY_VARIANTS = ["ours", "reference"]
+LABELS = {
+    "bare": "bare loop (same maths)",
+    "ours": "ours (CycleSR + OptimizerOps)",
+    "reference": "reference update structure",
+    "trainer": "trainer step (Accelerate)",
+    "channels_last": "ours + channels_last",
+    "forloop_adam": "ours + for-loop Adam",
+    "fused_adam": "ours + fused Adam",
+    "compile": "ours + torch.compile",
+    "batched": "ours + batched G/F/D calls",
+    "batched_fused": "ours + batched calls + fused Adam",
+}
+
+
+def variant_label(v: Variant, base_bf16: bool) -> str:
+    if v.key == "amp":
+        return "ours + fp32" if base_bf16 else "ours + bf16 autocast"
+    return LABELS[v.key]
+
+
+def build_variant(v: Variant, setup: Setup, stage: Stage) -> Built:
+    bf16 = setup.base_bf16 != v.amp_toggle
+    if v.structure == "trainer":  # builds its own networks and optimizers, as the trainer does
+        from .trainer_step import build_trainer_step
+
+        return build_trainer_step(setup, stage, bf16)
+
+    config = setup.config
+    amp = autocast_ctx(setup.device, bf16)
+    nets = fresh_networks(setup, v.channels_last)
+    optimizers = make_optimizers(nets, config, v.adam)
+    batch = setup.batch(v.channels_last)
+    clip = config.optim.grad_clip
+
+    if v.structure == "bare":
+        return Built(make_bare_step(nets, optimizers, config, batch, stage, amp), nets)
+
+    if v.structure == "reference":
+        model = CycleSR(nets, config.loss, pool_seed=0)
+
+        def ref_step() -> None:
+            with amp():
+                reference_optimize_parameters(model, batch, stage, optimizers, clip)
+
+        return Built(ref_step, nets)
+
+    if v.compile:
+        # Dynamo's cache is per code object, shared by every instance of a network class: without a reset, a
+        # second input shape (another config) triggers an automatic-dynamic recompile, which Inductor fails on
+        # ("cannot determine truth value of Relational"). The trainer sees one shape per run.
+        torch._dynamo.reset()
+    called = torch.nn.ModuleDict({n: torch.compile(nets[n]) for n in NETS}) if v.compile else nets
+    model = CycleSR(called, config.loss, pool_seed=0, batched_calls=v.structure == "batched")
+    ops = OptimizerOps(optimizers, clip)
+
+    def ours_step() -> None:
+        with amp():
+            model.optimize_parameters(batch, stage, ops)
+
+    return Built(ours_step, nets)

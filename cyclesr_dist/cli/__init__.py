@@ -1,0 +1,34 @@
+"""`cyclesr` command line. One module per group of sub-commands: each defines its arguments with argparse alone
+and imports what does the work inside the function it runs, so `cyclesr --help` loads no torch.
+
+A user's mistake (`errors.UserError`: a config key, a path, a damaged file) ends with one line on stderr and exit
+status 2; `--debug` or CYCLESR_DEBUG=1 shows its traceback too."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import USAGE, UserError
+from . import checkpoints, data, serve, submit, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cyclesr", description="CycleSR: unpaired super-resolution training job")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors (or CYCLESR_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (train, data, serve, submit, checkpoints):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserError as err:
+        if args.debug or os.environ.get("CYCLESR_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"cyclesr {args.command}: error: {err}", file=sys.stderr)
+        return USAGE

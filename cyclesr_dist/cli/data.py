@@ -1,0 +1,80 @@
+"""`cyclesr demo-data` and `cyclesr data shard`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo-data", help="build the small unpaired demo set from photos scikit-image ships")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_demo_data)
+
+    data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("shard", help="write WebDataset tar shards of HR/LR crops")
+    add_shard_arguments(p)
+    p.set_defaults(run=run_shard)
+
+
+def run_demo_data(args: argparse.Namespace) -> int:
+    from ..data.demo import build_demo_data
+
+    manifest = build_demo_data(args.out_dir, seed=args.seed)
+    print(
+        f"demo data in {args.out_dir}: {len(manifest['hr'])} HR photos, {len(manifest['real_lr'])} real-LR "
+        f"photos, {len(manifest['val'])} validation pairs"
+    )
+    return 0
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hr", required=True, help="folder of clean HR photos (searched recursively)")
+    parser.add_argument("--lr", required=True, help="folder of real low-resolution photos (unpaired)")
+    parser.add_argument("--out", required=True, help="output folder for the shards and manifest.json")
+    parser.add_argument("--val-hr", default=None, help="paired validation HR images (matched to --val-lr by path)")
+    parser.add_argument("--val-lr", default=None, help="paired validation LR images")
+    parser.add_argument("--hr-crop", type=int, default=480, help="HR crop size (default 480)")
+    parser.add_argument("--lr-crop", type=int, default=120, help="LR crop size (default 120)")
+    parser.add_argument("--stride", type=int, default=None, help="HR crop stride (default: the crop size)")
+    parser.add_argument("--lr-stride", type=int, default=None, help="LR crop stride (default: stride scaled)")
+    parser.add_argument("--shard-size", type=int, default=None, help="samples per shard (default 256)")
+    parser.add_argument("--workers", type=int, default=None, help="decode/encode processes (default: all cores)")
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from ..data.manifest import MANIFEST
+    from ..data.shards import write_shards
+
+    try:
+        manifest = write_shards(
+            args.hr,
+            args.lr,
+            args.out,
+            val_hr_dir=args.val_hr,
+            val_lr_dir=args.val_lr,
+            hr_crop=args.hr_crop,
+            lr_crop=args.lr_crop,
+            stride=args.stride,
+            lr_stride=args.lr_stride,
+            shard_size=args.shard_size,
+            workers=args.workers,
+        )
+    except (FileNotFoundError, ValueError) as exn:
+        print(f"error: {exn}", file=sys.stderr)
+        return 2
+    for name, split in manifest["splits"].items():
+        files = f"{split['files']} files, " if "files" in split else ""
+        print(f"{name}: {files}{split['samples']} samples in {len(split['shards'])} shards")
+    print(f"skipped: {len(manifest['skipped'])} files")
+    for item in manifest["skipped"]:
+        print(f"  [{item['split']}] {item['path']}: {item['reason']}")
+    print(f"manifest: {Path(args.out) / MANIFEST}")
+    empty = [name for name in ("hr", "lr") if manifest["counts"][name] == 0]
+    if empty:
+        print(f"error: no usable images for {', '.join(empty)}: nothing to train on", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,137 @@
+"""`cyclesr eval`, `cyclesr upscale`, `cyclesr export`: the trained SR network, without the training stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("eval", help="PSNR/SSIM of a checkpoint on paired LR/HR folders")
+    p.add_argument("--checkpoint", required=True, help="exported SR file or training checkpoint directory")
+    p.add_argument("--lr", required=True, help="folder of LR images")
+    p.add_argument("--hr", required=True, help="folder of HR images (paired with LR by relative path and stem)")
+    p.add_argument("--json", default=None, help="also write the full results (per image + mean) here")
+    p.add_argument("--max-shift", type=int, default=0, help="also report the best PSNR over shifts of ±K px")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image at once)")
+    p.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.set_defaults(run=run_eval)
+
+    p = sub.add_parser("upscale", help="×4 super-resolve images with a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="exported SR file or training checkpoint directory")
+    p.add_argument("--out", required=True, help="output folder; writes <stem>.png per input")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input images (or folders of images)")
+    p.add_argument("--tile", type=int, default=128, help="tile size in LR pixels; 0 = whole image at once")
+    p.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.set_defaults(run=run_upscale)
+
+    p = sub.add_parser("export", help="export the SR network alone (weights + its config)")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint directory (or an exported file)")
+    p.add_argument("--out", required=True, help="file to write (e.g. sr.pt)")
+    p.set_defaults(run=run_export)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..data.images import load_rgb
+    from ..data.pairing import pair_files
+    from ..serve.evaluate import evaluate_pairs, format_table, write_json
+    from ..serve.export import load_sr
+    from ..serve.tiling import net_upscale
+
+    try:
+        net = load_sr(args.checkpoint, device=args.device)
+        scale = net_upscale(net)
+        pairing = pair_files(args.lr, args.hr, scale)
+        if pairing.duplicates:
+            dropped, kept = pairing.duplicates[0]
+            raise ValueError(f"{dropped} and {kept} have the same name: keep one of them")
+        if not pairing.pairs:
+            raise ValueError(f"no LR image in {args.lr} has an HR image of the same stem in {args.hr}")
+        if pairing.lr_only:
+            names = [p.stem for p in pairing.lr_only]
+            shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+            print(f"cyclesr eval: warning: {len(names)} LR image(s) without HR, skipped: {shown}", file=sys.stderr)
+        result = evaluate_pairs(
+            net,
+            ((name, load_rgb(lr), load_rgb(hr)) for name, lr, hr in pairing.pairs),
+            scale=scale,
+            max_shift=args.max_shift,
+            device=args.device,
+            tile=args.tile or None,
+            overlap=args.overlap,
+        )
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"cyclesr eval: error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json:
+        result.update({"checkpoint": str(args.checkpoint), "lr_dir": str(args.lr), "hr_dir": str(args.hr)})
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _collect_inputs(items: list[str]) -> list[Path]:
+    from ..data.images import list_images
+
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(list_images(p))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    if not paths:
+        raise FileNotFoundError(f"no images found in {' '.join(items)}")
+    return paths
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    from ..data.images import load_rgb, save_rgb
+    from ..serve.export import load_sr
+    from ..serve.tiling import net_upscale, upscale_image
+
+    try:
+        inputs = _collect_inputs(args.images)
+        out_dir = Path(args.out)
+        targets = [out_dir / f"{p.stem}.png" for p in inputs]
+        seen: dict[Path, Path] = {}
+        for src, dst in zip(inputs, targets, strict=True):
+            if dst in seen:
+                raise ValueError(f"{src} and {seen[dst]} would both be written to {dst}")
+            if dst.resolve() == src.resolve():
+                raise ValueError(f"refusing to overwrite the input {src}; choose another --out")
+            seen[dst] = src
+        net = load_sr(args.checkpoint, device=args.device)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"cyclesr upscale: error: {err}", file=sys.stderr)
+        return 2
+    scale = net_upscale(net)
+    for src, dst in zip(inputs, targets, strict=True):
+        lr = load_rgb(src)
+        sr = upscale_image(net, lr, tile=args.tile, overlap=args.overlap, device=args.device)
+        save_rgb(sr, dst)
+        print(f"{src} ({lr.shape[1]}x{lr.shape[0]}) -> {dst} ({sr.shape[1]}x{sr.shape[0]}, x{scale})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..serve.export import build_sr, export_sr, read_sr_source
+    from ..serve.tiling import net_upscale
+
+    try:
+        name, net_args, state = read_sr_source(args.checkpoint)
+        net = build_sr(name, net_args, state)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"cyclesr export: error: {err}", file=sys.stderr)
+        return 2
+    path = export_sr(net, name, net_args, args.out)
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f"exported {name} {net_args} (x{net_upscale(net)}, {n_params / 1e6:.2f}M params) -> {path}")
+    return 0

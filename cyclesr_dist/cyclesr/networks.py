@@ -1,0 +1,52 @@
+"""The five networks of CycleSR and their four optimizers, built from the config's registry entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, OptimConfig
+from ..models import build_network
+from .stages import network_groups
+
+# Network name -> which registry (and which `model.*` config entry) builds it. G: X→Y is `gen_clean_to_real`,
+# F: Y→X is `gen_real_to_clean`, D_X is `disc_clean`, D_Y is `disc_real`.
+ROLES = {
+    "gen_clean_to_real": "generator",
+    "gen_real_to_clean": "generator",
+    "disc_clean": "discriminator",
+    "disc_real": "discriminator",
+    "sr": "sr",
+}
+EXPORTED = "sr"  # the network a finished run is for
+
+
+def network_configs(model: ModelConfig) -> dict[str, dict[str, Any]]:
+    """{network: {"registry", "name", "args"}}: enough to rebuild any network from a checkpoint alone."""
+    entries = {"generator": model.generator, "discriminator": model.discriminator, "sr": model.sr}
+    return {
+        net: {"registry": role, "name": entries[role].name, "args": dict(entries[role].args)}
+        for net, role in ROLES.items()
+    }
+
+
+def build_networks(model: ModelConfig) -> nn.ModuleDict:
+    return nn.ModuleDict(
+        {net: build_network(c["registry"], c["name"], c["args"]) for net, c in network_configs(model).items()}
+    )
+
+
+def build_optimizers(nets: nn.ModuleDict, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per group, holding exactly that group's networks' parameters."""
+    return {
+        g.name: torch.optim.Adam(
+            [p for name in g.networks for p in nets[name].parameters()],
+            lr=g.base_lr,
+            betas=optim.betas,
+            foreach=None if optim.fused else optim.foreach,
+            fused=optim.fused or None,
+        )
+        for g in network_groups(optim)
+    }

@@ -1,0 +1,86 @@
+"""CycleSR as the engine sees it: a `TrainSpec` (networks, optimizer groups, learning rates, what to export) and
+the stateful model it builds (the joint step, sample grids, validation, image pools)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Config
+from .networks import EXPORTED, build_networks, build_optimizers, network_configs
+from .stages import Stage, network_groups, stage_for_epoch
+from .step import Batch, CycleSR, StepOps
+from .validation import ValPair, sample_grids, validate_sr, validate_translation
+
+
+class CycleSRSpec:
+    """Everything model-specific the engine needs, from the config alone."""
+
+    export_network = EXPORTED
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.groups = network_groups(config.optim)
+
+    def epoch(self, step: int) -> int:
+        """The epoch (from 1) of the step that runs after `step` completed steps."""
+        return step // self.config.data.steps_per_epoch + 1
+
+    def build_networks(self) -> nn.ModuleDict:
+        return build_networks(self.config.model)
+
+    def network_groups(self) -> dict[str, tuple[str, ...]]:
+        return {g.name: g.networks for g in self.groups}
+
+    def network_configs(self) -> dict[str, dict[str, Any]]:
+        return network_configs(self.config.model)
+
+    def build_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
+        return build_optimizers(nets, self.config.optim)
+
+    def learning_rates(self, step: int) -> dict[str, float]:
+        epoch, c = self.epoch(step), self.config
+        return {g.name: g.lr(epoch, c.stages, c.optim) for g in self.groups}
+
+    def build_model(self, nets: nn.ModuleDict, raw: nn.ModuleDict, rank: int) -> CycleSRModel:
+        """`nets`: as wrapped by the engine (DDP, DeepSpeed) for training; `raw`: the plain modules, for
+        inference. Each rank gets its own image pools."""
+        return CycleSRModel(self, nets, raw, rank)
+
+
+class CycleSRModel:
+    def __init__(self, spec: CycleSRSpec, nets: nn.ModuleDict, raw: nn.ModuleDict, rank: int) -> None:
+        c = spec.config
+        self.spec, self.raw = spec, raw
+        self.joint = CycleSR(nets, c.loss, pool_seed=c.seed * 1000 + rank, batched_calls=c.train.batched_calls)
+
+    def stage(self, step: int) -> Stage:
+        return stage_for_epoch(self.spec.epoch(step), self.spec.config.stages)
+
+    def progress(self, step: int) -> dict[str, Any]:
+        return {"epoch": self.spec.epoch(step), "stage": self.stage(step).value}
+
+    def train_step(self, micro_batches: list[Batch], step: int, ops: StepOps) -> dict[str, torch.Tensor]:
+        return self.joint.optimize_parameters(micro_batches, self.stage(step), ops)
+
+    def sample_grids(self, batch: Batch, val_pairs: list[ValPair]) -> dict[str, np.ndarray]:
+        return sample_grids(
+            self.raw["gen_clean_to_real"], self.raw["sr"], batch, val_pairs, self.spec.config.data.scale
+        )
+
+    def validate(self, val_pairs: list[ValPair], step: int) -> dict[str, float]:
+        """G against the true LR always; the SR net once it has been trained (not in the translation stage)."""
+        scale = self.spec.config.data.scale
+        values = validate_translation(self.raw["gen_clean_to_real"], val_pairs, scale)
+        if self.stage(max(0, step - 1)) is not Stage.TRANSLATION:
+            values |= validate_sr(self.raw["sr"], val_pairs, scale, self.spec.config.train.val_max_shift)
+        return values
+
+    def state_dict(self) -> dict:
+        return self.joint.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.joint.load_state_dict(state, next(self.raw.parameters()).device)

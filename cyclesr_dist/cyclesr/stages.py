@@ -1,0 +1,53 @@
+"""When each network trains and at which learning rate: the three stages, the four optimizer groups and the
+linear decay, all pure functions of the epoch (no scheduler state to checkpoint)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..config import OptimConfig, StageConfig
+
+
+class Stage(enum.Enum):
+    TRANSLATION = "translation"  # G/F/D only; the SR loss has weight 0 and the SR net is not run
+    SR_PRETRAIN = "sr_pretrain"  # SR on (clean LR, HR); G/F/D at learning rate 0 (so not run at all)
+    JOINT = "joint"  # everything, with the SR loss flowing back into G
+
+
+def stage_for_epoch(epoch: int, stages: StageConfig) -> Stage:
+    """`epoch` counts from 1, as in the reference."""
+    if epoch < stages.sr_pretrain_epoch:
+        return Stage.TRANSLATION
+    if epoch < stages.joint_epoch:
+        return Stage.SR_PRETRAIN
+    return Stage.JOINT
+
+
+def lr_factor(epoch: int, optim: OptimConfig) -> float:
+    """CycleGAN's linear rule: 1 for epochs 1..n_epoch, then falling by 1/(n_epoch_decay+1) per epoch, floor 0."""
+    return max(0.0, 1.0 - max(0, epoch - optim.n_epoch) / float(optim.n_epoch_decay + 1))
+
+
+@dataclass(frozen=True)
+class NetworkGroup:
+    """One optimizer and the networks it updates."""
+
+    name: str
+    networks: tuple[str, ...]
+    base_lr: float
+
+    def lr(self, epoch: int, stages: StageConfig, optim: OptimConfig) -> float:
+        if stage_for_epoch(epoch, stages) is Stage.SR_PRETRAIN and self.name != "SR":
+            return 0.0
+        return self.base_lr * lr_factor(epoch, optim)
+
+
+def network_groups(optim: OptimConfig) -> list[NetworkGroup]:
+    """The reference's four Adam optimizers: G and F together, each discriminator, the SR net."""
+    return [
+        NetworkGroup("G", ("gen_clean_to_real", "gen_real_to_clean"), optim.cyc_lr),
+        NetworkGroup("D_X", ("disc_clean",), optim.cyc_lr),
+        NetworkGroup("D_Y", ("disc_real",), optim.cyc_lr),
+        NetworkGroup("SR", ("sr",), optim.sr_lr),
+    ]

@@ -1,0 +1,150 @@
+"""Synthetic degradations: a clean HR photo -> the LR a camera or an image pipeline would have made of it.
+
+Every operator is `fn(hr, rng, scale=4, **fixed) -> lr`: `hr` is HxWx3 uint8 with H, W multiples of `scale`,
+`lr` is (H/scale)x(W/scale)x3 uint8. Each random parameter is drawn from `rng` per call, always all of them and in
+a fixed order, so the same generator state gives the same output. `fixed` pins a drawn parameter by name (the
+draw still happens, so the other parameters stay what they would have been); the names are listed below and an
+unknown one raises TypeError. All of it is numpy/scipy/PIL, cheap enough to run per training crop in a
+DataLoader worker: per 96² crop 1–10 ms (realesrgan 15 ms), per 480² crop 20–80 ms (realesrgan ~190 ms, most of
+it the two 51-tap Gaussian blurs of its unsharp mask; its `target` costs as much again); one CPU core.
+
+`DEGRADATIONS` maps a name to a `Degradation` (the operator plus whether the training target is sharpened);
+`get_degradation(name)` looks one up. U(a, b) is uniform, logU log-uniform, U{a..b} uniform over integers.
+
+Sampling phase (`phase`, HR pixels, per axis (y, x)). The antialiased bicubic ×1/s puts LR pixel i at HR
+coordinate s·i + (s−1)/2 (pixel centres at integers). A real sensor or resizer need not: every operator that
+decimates samples LR pixel i at s·i + (s−1)/2 + phase instead, phase ~ U(−s/2, s/2) per axis and per call, so
+the grid may sit anywhere up to half an LR pixel either side of bicubic's (a half-HR-pixel offset, or a half-LR-
+pixel one, included). A fractional phase is realised inside the sampling kernel (a Gaussian evaluated off-centre,
+a box or bilinear tap shifted by the fraction), the integer part by where decimation starts; pixels the shifted
+grid needs beyond the border are reflected, and the output is always exactly (H/s)x(W/s). `noise_jpeg` keeps
+`degrade_real`'s point decimation and draws an integer start offset in {0..s−1} per axis instead (phase
+offset − (s−1)/2 ∈ {−1.5, −0.5, 0.5, 1.5} HR px at s = 4).
+
+blur (`degrade_blur`): blur-dominated.
+    kernel      isotropic Gaussian with p = 0.5, σ ~ U(1, 2.5) HR px (`sigma`: (σ1, σ2)); else anisotropic,
+                σ1, σ2 ~ U(1, 2.5) independently, angle ~ U(0, π) (`angle`, radians); support ±⌈3.5σ⌉
+    sampling    point decimation of the blurred image at the phase above (`phase`)
+    noise       Gaussian, σ ~ U(0.5, 2) / 255, per pixel and channel (`noise`)
+    JPEG        quality ~ U{85..95} (`quality`)
+
+noise_jpeg (`degrade_noise_jpeg`): `degrade_real` below, with a start offset ~ U{0..s−1} per axis (`offset`).
+    anisotropic Gaussian σ_major ~ U(1.6, 2.4), σ_minor ~ U(0.6, 1.0) HR px, angle ~ U(0, π), 21×21; point
+    decimation; Gaussian noise σ ~ U(2, 6) / 255; JPEG quality ~ U{70..90}. `degrade_real` itself (offset s//2)
+    is what the demo data and the original quality benchmark use.
+
+camera (`degrade_camera`): a small camera pipeline, the 8-bit values standing in for the sensor signal.
+    optics      isotropic Gaussian σ ~ U(0.8, 1.6) HR px (`sigma`), a weak optical low-pass
+    sensor      pixel aperture: s×s box averaging at the phase above (`phase`) = ×1/s downsampling
+    mosaic      RGGB Bayer: R at (even, even), G at (even, odd) and (odd, even), B at (odd, odd) LR pixels
+    noise       Poisson-Gaussian on the mosaic (signal x in [0, 1]): Poisson(x / a)·a + N(0, σ_read²), shot gain
+                a ~ logU(1e-4, 1e-3) (`shot`; σ at white 2.6–8 / 255), σ_read ~ U(0.5, 2) / 255 (`read`): the
+                variance a·x + σ_read² grows with intensity, unlike the other operators' noise
+    demosaic    bilinear interpolation of each colour plane from its mosaic sites
+    sharpening  unsharp mask x + amount·(x − G_ρ(x)), amount ~ U(0.5, 1.2) (`amount`), ρ ~ U(0.8, 1.6) LR px
+                (`radius`): the halo in-camera sharpening leaves at edges
+    JPEG        quality ~ U{70..92} (`quality`)
+
+downscale_motion (`degrade_downscale_motion`): another resizer plus camera shake.
+    motion      linear motion blur on the HR image: a segment of length ~ U(2, 8) HR px (`length`) at angle
+                ~ U(0, π) (`angle`, radians, 0 = along x), anti-aliased onto the pixel grid
+    resizer     area averaging (s×s box) with p = 0.5, else bilinear without antialiasing (two taps per axis,
+                aliasing): `downscaler` "area" | "bilinear"; both at the phase above (`phase`)
+    noise       Gaussian, σ ~ U(0.5, 2) / 255 (`noise`)
+    JPEG        quality ~ U{80..95} (`quality`)
+
+realesrgan (`degrade_realesrgan`): the blind second-order degradation of Real-ESRGAN (RealESRNet x4plus
+training options), re-implemented here; `sharpen_target=True`: the training target is the unsharp-masked HR
+(`usm_sharpen`: Gaussian 51×51, σ 8, weight 0.5, threshold 10/255, soft mask), and the degradation starts from
+that sharpened HR, as in that recipe. Its resizes keep their own pixel grid (no extra phase). Per call:
+    kernels     size ~ U{7, 9, .., 21}. With p = 0.1 a circular sinc, cutoff ω ~ U(π/3, π) (size < 13) or
+                U(π/5, π); else one of iso / aniso / generalized iso / generalized aniso / plateau iso /
+                plateau aniso with p = 0.45 / 0.25 / 0.12 / 0.03 / 0.12 / 0.03, σ_x (and σ_y) ~ U(0.2, 3)
+                (second kernel: U(0.2, 1.5)), angle ~ U(−π, π), generalized β ~ U(0.5, 1) or U(1, 4) (1/2 each),
+                plateau β = 1 or ~ U(1, 2) (1/2 each). Final sinc (p = 0.8): size ~ U{7..21}, ω ~ U(π/3, π).
+    first       blur(kernel 1); resize up ×U(1, 1.5) / down ×U(0.15, 1) / keep with p = 0.2 / 0.7 / 0.1, mode
+                area / bilinear / bicubic (1/3 each); Gaussian noise σ ~ U(1, 30) / 255 (p = 0.5) else Poisson
+                noise (counts = value·2^⌈log2 #8-bit levels in the image⌉) times a scale ~ U(0.05, 3), either
+                grey (one plane for all channels) with p = 0.4, clipped to [0, 1]; JPEG q ~ U(30, 95) (rounded)
+    second      blur(kernel 2) with p = 0.8; resize to (H/s, W/s)·r, up r ~ U(1, 1.2) / down U(0.3, 1) / keep
+                with p = 0.3 / 0.4 / 0.3, random mode; noise as above with σ ~ U(1, 25) / 255, Poisson scale
+                ~ U(0.05, 2.5), grey p = 0.4
+    final       with p = 0.5 [resize to (H/s, W/s) (random mode), final sinc] then JPEG q ~ U(30, 95),
+                else JPEG then [resize, sinc]; clip and round to 8 bits
+    Resizes follow the usual tensor-library convention without antialiasing (half-pixel centres; bilinear
+    source index clamped at 0; bicubic a = −0.75 with edge-clamped taps; area = adaptive average pooling);
+    blurs reflect at the border; JPEG is 4:2:0 (PIL). Every parameter is drawn per crop: the original shares
+    the resize, noise-type, second-blur and final-order draws across a GPU batch and mixes batches through a
+    180-pair pool to get the diversity back, which per-crop draws do not need.
+
+degrade_real (no registry name of its own; `noise_jpeg` uses it): the documented synthetic "real" degradation of
+the demo data and the original quality benchmark, unchanged:
+
+    real_lr = JPEG_q( decimate_×s( anisotropic_gaussian_blur(hr) ) + gaussian_noise )
+
+blur σ_major ~ U(1.6, 2.4) and σ_minor ~ U(0.6, 1.0) HR pixels at a random angle (21×21 kernel), decimation keeps
+every s-th pixel starting at s//2 (no anti-aliasing beyond the blur), noise σ ~ U(2, 6) / 255, JPEG quality
+~ U(70, 90).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .common import anisotropic_gaussian_kernel
+from .operators import degrade_blur, degrade_camera, degrade_downscale_motion, degrade_noise_jpeg, degrade_real
+from .realesrgan import REALESRGAN_OPTIONS, degrade_realesrgan, usm_sharpen
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A named HR -> LR operator. `degrade(hr, rng, scale)`: HR uint8 HxWx3 (H, W multiples of scale) -> LR uint8
+    (H/scale)x(W/scale)x3. `sharpen_target`: a model trained on its pairs learns the unsharp-masked HR
+    (`target`), as the blind recipe does."""
+
+    name: str
+    degrade: Callable[[np.ndarray, np.random.Generator, int], np.ndarray]
+    sharpen_target: bool = False
+
+    def target(self, hr: np.ndarray) -> np.ndarray:
+        """The training target for HR crop `hr`: `usm_sharpen(hr)` when sharpen_target, else `hr` itself."""
+        return usm_sharpen(hr) if self.sharpen_target else hr
+
+
+DEGRADATIONS: dict[str, Degradation] = {
+    d.name: d
+    for d in (
+        Degradation("blur", degrade_blur),
+        Degradation("noise_jpeg", degrade_noise_jpeg),
+        Degradation("camera", degrade_camera),
+        Degradation("downscale_motion", degrade_downscale_motion),
+        Degradation("realesrgan", degrade_realesrgan, sharpen_target=True),
+    )
+}
+
+
+def get_degradation(name: str) -> Degradation:
+    """The registered degradation `name`; ValueError naming the valid names otherwise."""
+    try:
+        return DEGRADATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown degradation {name!r}; valid: {', '.join(DEGRADATIONS)}") from None
+
+
+__all__ = [
+    "DEGRADATIONS",
+    "REALESRGAN_OPTIONS",
+    "Degradation",
+    "anisotropic_gaussian_kernel",
+    "degrade_blur",
+    "degrade_camera",
+    "degrade_downscale_motion",
+    "degrade_noise_jpeg",
+    "degrade_real",
+    "degrade_realesrgan",
+    "get_degradation",
+    "usm_sharpen",
+]

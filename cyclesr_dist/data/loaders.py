@@ -1,0 +1,67 @@
+"""What the trainer asks the data layer for: this rank's training loader and the paired validation images, from
+the `data` section of the config (folder or WebDataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataConfig
+from .folder import FolderUnpairedLoader, IndexedLoader
+from .images import load_rgb
+from .pairing import pair_files
+
+ValPair = tuple[str, np.ndarray, np.ndarray]  # (name, lr_uint8, hr_uint8)
+
+
+def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: int, micro_batch: int):
+    """An endless, resumable iterator of `{hr, clean_lr, real_lr}` batches of `micro_batch` samples for this rank
+    (`state_dict`, `load_state_dict`, `skipped`). Errors in the data settings raise before any worker starts."""
+    common = dict(
+        hr_patch=data.hr_patch,
+        scale=data.scale,
+        batch_size=micro_batch,
+        num_workers=data.num_workers,
+        seed=seed,
+        rank=rank,
+        pin_memory=data.pin_memory,
+        hr_augment=data.hr_augment,
+        lr_augment=data.lr_augment,
+        hr_to_lr=data.hr_to_lr,
+    )
+    if data.kind == "folder":
+        root = Path(data.root)
+        for sub in ("hr", "real_lr"):
+            if not (root / sub).is_dir():
+                raise FileNotFoundError(
+                    f"data.root={data.root}: no {sub}/ folder (data.kind=folder reads root/hr and root/real_lr)"
+                )
+        loader: IndexedLoader = FolderUnpairedLoader(root / "hr", root / "real_lr", **common)
+        return loader
+    from .stream import StreamingUnpairedLoader
+
+    return StreamingUnpairedLoader(data.hr_shards, data.lr_shards, world_size=world_size, **common)
+
+
+def folder_val_pairs(lr_dir: str | Path, hr_dir: str | Path, max_images: int = 0, scale: int | None = None):
+    """(name, lr_uint8, hr_uint8) for the files `data.pairing` pairs."""
+    pairs = pair_files(lr_dir, hr_dir, scale).pairs
+    if max_images:
+        pairs = pairs[:max_images]
+    return [(name, load_rgb(lr), load_rgb(hr)) for name, lr, hr in pairs]
+
+
+def load_val_pairs(data: DataConfig) -> list[ValPair]:
+    """The paired validation images (folder: root/val/{lr,hr}; WebDataset: data.val_shards), or [] if none."""
+    if data.kind == "folder":
+        val = Path(data.root) / "val"
+        if (val / "lr").is_dir() and (val / "hr").is_dir():
+            return folder_val_pairs(val / "lr", val / "hr", data.val_max_images, data.scale)
+        return []
+    if data.val_shards:
+        from .val_shards import iter_val_pairs
+
+        pairs = list(iter_val_pairs(data.val_shards))
+        return pairs[: data.val_max_images] if data.val_max_images else pairs
+    return []

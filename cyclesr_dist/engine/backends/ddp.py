@@ -1,0 +1,51 @@
+"""The default backend: each network its own DistributedDataParallel through Accelerate, one Adam per group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...checkpoint_format import Checkpoint, group_file, load_file
+from ...config import Config
+from ...torch_utils import unwrap
+from .base import Backend, OptimizerOps, build_accelerator, tracker_kwargs
+
+
+class DDPBackend(Backend):
+    def __init__(
+        self,
+        nets: nn.ModuleDict,
+        optimizers: dict[str, torch.optim.Optimizer],
+        groups: dict[str, tuple[str, ...]],
+        config: Config,
+    ) -> None:
+        self.accelerator = build_accelerator(
+            config, mixed_precision=config.train.mixed_precision, **tracker_kwargs(config)
+        )
+        names = list(nets.keys())
+        prepared = self.accelerator.prepare(*[nets[n] for n in names], *optimizers.values())
+        self.nets = nn.ModuleDict(dict(zip(names, prepared[: len(names)], strict=True)))
+        self.optimizers = dict(zip(optimizers.keys(), prepared[len(names) :], strict=True))
+        if config.train.compile:
+            for name in names:
+                self.nets[name] = torch.compile(self.nets[name])
+        self.groups = groups
+        self.ops = OptimizerOps(self.optimizers, config.optim.grad_clip, backward=self.accelerator.backward)
+
+    def group_states(self) -> dict[str, dict[str, Any]]:
+        return {
+            group: {
+                "nets": {n: unwrap(self.nets[n]).state_dict() for n in networks},
+                "optimizer": self.optimizers[group].state_dict(),
+            }
+            for group, networks in self.groups.items()
+        }
+
+    def load(self, checkpoint: Checkpoint) -> None:
+        for group, networks in self.groups.items():
+            state = load_file(checkpoint.path / group_file(group))
+            for n in networks:
+                unwrap(self.nets[n]).load_state_dict(state["nets"][n])
+            self.optimizers[group].load_state_dict(state["optimizer"])

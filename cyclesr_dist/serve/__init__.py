@@ -1,0 +1,1 @@
+"""Using a trained SR network without the training stack: tiled upscaling, export/load, paired evaluation."""

@@ -1,0 +1,290 @@
+"""The degradation operators (`cyclesr_dist.data.degrade`) and `metrics.translation_metrics`.
+
+Each operator is checked for its contract (shape, dtype, determinism, errors) and for the one thing that makes it
+what it is, with a test that an identity, a plain bicubic or a broken parameter draw would fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data as skdata
+
+from cyclesr_dist.data.degrade import DEGRADATIONS, Degradation, degrade_real, get_degradation, usm_sharpen
+from cyclesr_dist.data.degrade import realesrgan as D
+from cyclesr_dist.data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from cyclesr_dist.metrics import translation_metrics
+
+OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "realesrgan"]
+PHASED = ["blur", "camera", "downscale_motion"]  # continuous sampling phase, `phase=(dy, dx)` HR px
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A real photo (scikit-image's astronaut), 512x512."""
+    return skdata.astronaut()
+
+
+def _bicubic(hr: np.ndarray, scale: int = 4) -> np.ndarray:
+    return model_to_uint8(bicubic_resize(uint8_to_model(hr), 1 / scale).clamp(-1, 1))
+
+
+def _laplacian_energy(img: np.ndarray) -> float:
+    """Mean squared 5-point Laplacian of the grey image, away from the border: high-frequency energy."""
+    g = img.astype(np.float64).mean(axis=-1)
+    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    return float((lap[2:-2, 2:-2] ** 2).mean())
+
+
+def _ramp(h: int = 192, w: int = 128, slope: float = 0.9) -> np.ndarray:
+    """Grey image whose value rises by `slope` per HR row: a sampling shift dy shows up as slope·dy. A faint
+    rise along x (0.05 per column) varies the 8-bit rounding between columns, so its bias averages out."""
+    ramp = 30 + slope * np.arange(h)[:, None] + 0.05 * np.arange(w)[None, :]
+    return np.repeat(np.rint(ramp)[..., None], 3, 2).astype(np.uint8)
+
+
+def _interior_mean(lr: np.ndarray, border: int = 6) -> float:
+    return float(lr[border:-border, border:-border].astype(np.float64).mean())
+
+
+# ------------------------------------------------------------------------------------------------- the contract
+
+
+def test_registry_holds_the_operators_by_name() -> None:
+    assert list(DEGRADATIONS) == OPERATORS
+    for name, d in DEGRADATIONS.items():
+        assert isinstance(d, Degradation) and d.name == name and callable(d.degrade)
+        assert get_degradation(name) is d
+    assert [n for n, d in DEGRADATIONS.items() if d.sharpen_target] == ["realesrgan"]
+
+
+def test_get_degradation_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown degradation 'bicubic'; valid: blur, noise_jpeg, camera, "):
+        get_degradation("bicubic")
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+@pytest.mark.parametrize("scale, shape", [(4, (96, 96)), (4, (120, 200)), (4, (480, 480)), (2, (64, 98))])
+def test_shape_and_dtype(photo: np.ndarray, name: str, scale: int, shape: tuple[int, int]) -> None:
+    hr = np.ascontiguousarray(photo[: shape[0], : shape[1]])
+    lr = get_degradation(name).degrade(hr, np.random.default_rng(0), scale)
+    assert lr.dtype == np.uint8 and lr.shape == (shape[0] // scale, shape[1] // scale, 3)
+    assert lr.flags["C_CONTIGUOUS"] or lr.flags["F_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+def test_deterministic_per_seed_and_random_across_seeds(photo: np.ndarray, name: str) -> None:
+    hr = np.ascontiguousarray(photo[100:228, 200:328])
+    op = get_degradation(name).degrade
+    a, b = op(hr, np.random.default_rng(7), 4), op(hr, np.random.default_rng(7), 4)
+    np.testing.assert_array_equal(a, b)
+    others = [op(hr, np.random.default_rng(s), 4) for s in (8, 9)]
+    assert all(not np.array_equal(a, o) for o in others)
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+def test_refuses_bad_input(photo: np.ndarray, name: str) -> None:
+    op = get_degradation(name).degrade
+    with pytest.raises(ValueError, match="multiples of scale"):
+        op(np.ascontiguousarray(photo[:98, :96]), np.random.default_rng(0), 4)
+    with pytest.raises(TypeError, match="unknown fixed parameter"):
+        op(np.ascontiguousarray(photo[:96, :96]), np.random.default_rng(0), 4, not_a_parameter=1)
+
+
+def test_target_is_the_usm_for_the_blind_recipe_only(photo: np.ndarray) -> None:
+    hr = np.ascontiguousarray(photo[:128, :128])
+    for name in OPERATORS[:-1]:
+        assert get_degradation(name).target(hr) is hr
+    sharp = get_degradation("realesrgan").target(hr)
+    assert sharp.dtype == np.uint8 and sharp.shape == hr.shape
+    assert _laplacian_energy(sharp) > 1.2 * _laplacian_energy(hr)  # sharper
+    assert abs(sharp.astype(float).mean() - hr.astype(float).mean()) < 1.0  # same brightness
+    flat = np.full((64, 64, 3), 120, np.uint8)
+    np.testing.assert_array_equal(usm_sharpen(flat), flat)  # below the threshold nothing changes
+
+
+# ------------------------------------------------------------------------------------------------ sampling phase
+
+
+@pytest.mark.parametrize("name", PHASED)
+def test_phase_moves_the_sampling_grid(name: str) -> None:
+    """On a vertical ramp, LR at phase (0, 0) matches bicubic's grid and phase dy shifts it by dy HR rows;
+    ±s/2 (half an LR pixel) and ±0.5 (half an HR pixel) are both possible."""
+    hr = _ramp()
+    op = get_degradation(name).degrade
+    quiet = {"noise": 0.0} if name != "camera" else {"shot": 1e-9, "read": 0.0}
+    bic = _interior_mean(_bicubic(hr))
+    for dy in (-2.0, -0.5, 0.0, 0.5, 1.7):
+        lr = op(hr, np.random.default_rng(0), 4, phase=(dy, 0.0), quality=95, **quiet)
+        assert (_interior_mean(lr) - bic) / 0.9 == pytest.approx(dy, abs=0.2), dy
+
+
+@pytest.mark.parametrize("name", PHASED + ["noise_jpeg"])
+def test_phase_is_drawn_per_call(name: str) -> None:
+    """The grid offset relative to bicubic's varies over calls and spans more than one HR pixel."""
+    hr = _ramp()
+    op = get_degradation(name).degrade
+    bic = _interior_mean(_bicubic(hr))
+    shifts = [(_interior_mean(op(hr, np.random.default_rng(s), 4)) - bic) / 0.9 for s in range(12)]
+    assert max(shifts) - min(shifts) > 1.5
+    assert max(shifts) > 0.3 and min(shifts) < -0.3
+
+
+def test_noise_jpeg_is_degrade_real_at_a_drawn_offset(photo: np.ndarray) -> None:
+    hr = np.ascontiguousarray(photo[:128, :96])
+    out = get_degradation("noise_jpeg").degrade(hr, np.random.default_rng(3), 4, offset=(1, 3))
+    rng = np.random.default_rng(3)
+    rng.integers(0, 4, size=2)  # the offset draw
+    np.testing.assert_array_equal(out, degrade_real(hr, rng, 4, offset=(1, 3)))
+    default = degrade_real(hr, np.random.default_rng(5), 4)  # the demo's behaviour: offset scale // 2
+    np.testing.assert_array_equal(default, degrade_real(hr, np.random.default_rng(5), 4, offset=(2, 2)))
+    shifted = degrade_real(_ramp(), np.random.default_rng(5), 4, offset=(0, 0))
+    centred = degrade_real(_ramp(), np.random.default_rng(5), 4, offset=(3, 0))
+    assert (_interior_mean(centred) - _interior_mean(shifted)) / 0.9 == pytest.approx(3, abs=0.3)
+
+
+# ------------------------------------------------------------------------------------------ what each one does
+
+
+def test_blur_removes_more_high_frequencies_than_bicubic(photo: np.ndarray) -> None:
+    hr = np.ascontiguousarray(photo[:256, :256])
+    bicubic = _laplacian_energy(_bicubic(hr))
+    op = get_degradation("blur").degrade
+    energies = [_laplacian_energy(op(hr, np.random.default_rng(s), 4)) for s in range(6)]
+    assert np.mean(energies) < 0.75 * bicubic
+    strongest = op(hr, np.random.default_rng(0), 4, sigma=(2.5, 2.5), noise=0.0, phase=(0.0, 0.0))
+    assert _laplacian_energy(strongest) < 0.4 * bicubic
+
+
+def test_camera_noise_grows_with_intensity() -> None:
+    """Shot noise: the variance on a bright flat patch exceeds that on a dark one (signal-independent noise,
+    as in noise_jpeg, gives a ratio near 1)."""
+    hr = np.zeros((256, 256, 3), np.uint8)
+    hr[:, :128], hr[:, 128:] = 40, 210
+    ratios = {}
+    for name in ("camera", "noise_jpeg"):
+        op = get_degradation(name).degrade
+        r = []
+        for s in range(4):
+            lr = op(hr, np.random.default_rng(s), 4).astype(np.float64)
+            r.append(lr[8:-8, 40:56].var() / lr[8:-8, 8:24].var())  # bright / dark, away from the edge
+        ratios[name] = float(np.mean(r))
+    assert ratios["camera"] > 2.0, ratios
+    assert ratios["noise_jpeg"] < 1.5, ratios
+
+
+def test_camera_mosaic_adds_colour_and_sharpening_adds_halo() -> None:
+    """A grey step edge stays grey and inside its two levels under bicubic; through the camera it gets colour
+    fringes (Bayer mosaic + bilinear demosaic) and an overshoot (unsharp mask)."""
+    hr = np.full((128, 128, 3), 60, np.uint8)
+    hr[:, 62:] = 190  # a vertical edge between LR pixels
+    quiet = {"shot": 1e-9, "read": 0.0, "quality": 95, "phase": (0.0, 0.3)}
+    lr = get_degradation("camera").degrade(hr, np.random.default_rng(0), 4, amount=1.2, **quiet).astype(float)
+    bic = _bicubic(hr).astype(float)
+    chroma = np.abs(lr[..., 0] - lr[..., 2]).max()
+    assert chroma > 10 and np.abs(bic[..., 0] - bic[..., 2]).max() == 0
+    grey = lr.mean(axis=-1)[8:-8]
+    assert grey.max() > bic.max() + 8 and grey.min() < bic.min() - 8, (grey.min(), grey.max(), bic.min(), bic.max())
+
+
+def test_motion_blur_is_directional() -> None:
+    """White-noise HR: bicubic LR has equal vertical and horizontal gradient energy; motion along x smooths
+    horizontal differences, motion along y vertical ones."""
+    hr = np.random.default_rng(0).integers(40, 216, (256, 256, 1), dtype=np.uint8).repeat(3, axis=2)
+
+    def ratio(img: np.ndarray) -> float:  # horizontal / vertical gradient energy
+        g = img.astype(np.float64).mean(axis=-1)
+        return float((np.diff(g, axis=1) ** 2).mean() / (np.diff(g, axis=0) ** 2).mean())
+
+    op = get_degradation("downscale_motion").degrade
+    fixed = {"length": 8.0, "downscaler": "area", "phase": (0.0, 0.0), "noise": 0.0, "quality": 95}
+    along_x = op(hr, np.random.default_rng(0), 4, angle=0.0, **fixed)
+    along_y = op(hr, np.random.default_rng(0), 4, angle=np.pi / 2, **fixed)
+    assert 0.85 < ratio(_bicubic(hr)) < 1.15
+    assert ratio(along_x) < 0.6 and ratio(along_y) > 1 / 0.6
+
+
+def test_bilinear_downscaler_aliases_more_than_area() -> None:
+    hr = np.random.default_rng(1).integers(40, 216, (256, 256, 3), dtype=np.uint8)
+    op = get_degradation("downscale_motion").degrade
+    fixed = {"length": 2.0, "angle": 0.3, "phase": (0.0, 0.0), "noise": 0.0, "quality": 95}
+    area = op(hr, np.random.default_rng(0), 4, downscaler="area", **fixed)
+    bilinear = op(hr, np.random.default_rng(0), 4, downscaler="bilinear", **fixed)
+    assert _laplacian_energy(bilinear) > 1.5 * _laplacian_energy(area)
+
+
+def test_realesrgan_is_strong_and_diverse(photo: np.ndarray) -> None:
+    """The blind recipe's draws range from heavy blur to heavy noise: far from bicubic, and widely spread."""
+    hr = np.ascontiguousarray(photo[:256, :256])
+    bic = _bicubic(hr).astype(np.float64)
+    op = get_degradation("realesrgan").degrade
+    outs = [op(hr, np.random.default_rng(s), 4).astype(np.float64) for s in range(10)]
+    psnrs = [10 * np.log10(255**2 / ((o - bic) ** 2).mean()) for o in outs]
+    assert np.median(psnrs) < 27
+    energies = np.array([_laplacian_energy(o) for o in outs])
+    assert energies.max() > 4 * energies.min()
+
+
+@pytest.mark.parametrize("mode", ["area", "bilinear", "bicubic"])
+def test_realesrgan_resize_matches_the_tensor_convention(mode: str) -> None:
+    """The recipe's resizes are the tensor library's non-antialiased ones; ours are numpy re-implementations."""
+    x = np.random.default_rng(0).random((37, 53, 3)).astype(np.float32)
+    t = torch.from_numpy(x).permute(2, 0, 1)[None]
+    for size in [(9, 13), (80, 70), (5, 100)]:
+        ref = F.interpolate(t, size=size, mode=mode)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(D._resize(x, *size, mode), ref, atol=2e-5)
+    ref = F.interpolate(t, scale_factor=0.37, mode=mode)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(D._resize(x, *ref.shape[:2], mode, step=1 / 0.37), ref, atol=2e-5)
+
+
+def test_realesrgan_kernels() -> None:
+    sinc = D._sinc_kernel(np.pi / 3, 21)
+    assert sinc.sum() == pytest.approx(1) and np.allclose(sinc, sinc.T) and np.allclose(sinc, sinc[::-1])
+    assert sinc.min() < 0  # ringing lobes, what the sinc is there to imitate
+    gauss = D._shaped_kernel("aniso", 21, 3.0, 1.0, 0.0, 1.0)
+    np.testing.assert_allclose(D._shaped_kernel("generalized_aniso", 21, 3.0, 1.0, 0.0, 1.0), gauss)
+    assert gauss[10].sum() > gauss[:, 10].sum()  # σx = 3 along x, σy = 1: spread along the row
+    plateau = D._shaped_kernel("plateau_iso", 21, 2.0, 2.0, 0.0, 2.0)
+    assert plateau.sum() == pytest.approx(1) and plateau[10, 10] == plateau.max()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = D._random_kernel(rng, (0.2, 3.0), 0.1)
+        assert k.shape[0] % 2 == 1 and 7 <= k.shape[0] <= 21 and k.sum() == pytest.approx(1)
+
+
+# ------------------------------------------------------------------------------------------ translation metrics
+
+
+def _t(img: np.ndarray) -> torch.Tensor:
+    return uint8_to_model(img).unsqueeze(0)
+
+
+def test_translation_metrics_identity_and_errors(photo: np.ndarray) -> None:
+    x = _t(np.ascontiguousarray(photo[:64, :96]))
+    m = translation_metrics(x, x)
+    assert m["psnr"] == float("inf") and m["spectral_distance"] == 0 and m["spectral_distance_high"] == 0
+    assert m["noise_std_ratio"] == 1
+    with pytest.raises(ValueError, match="shapes differ"):
+        translation_metrics(x, x[..., :32])
+
+
+def test_translation_metrics_see_the_kind_of_degradation(photo: np.ndarray) -> None:
+    """Blur is far from sharp in spectrum and fine-band level; a tiny noise is close; strong noise is noisier."""
+    sharp = np.ascontiguousarray(photo[:128, :128])
+    rng = np.random.default_rng(0)
+    tiny = np.clip(sharp + rng.normal(0, 0.5, sharp.shape), 0, 255).round().astype(np.uint8)
+    noisy = np.clip(sharp + rng.normal(0, 12, sharp.shape), 0, 255).round().astype(np.uint8)
+    blurred = model_to_uint8(bicubic_resize(bicubic_resize(uint8_to_model(sharp), 0.5), 2.0).clamp(-1, 1))
+    m_tiny = translation_metrics(_t(tiny), _t(sharp))
+    m_blur = translation_metrics(_t(blurred), _t(sharp))
+    m_noisy = translation_metrics(_t(noisy), _t(sharp))
+    assert m_blur["spectral_distance"] > 5 * m_tiny["spectral_distance"]
+    assert m_blur["spectral_distance_high"] > 20 * m_tiny["spectral_distance_high"]
+    assert m_blur["noise_std_ratio"] < 0.8 < 0.9 < m_tiny["noise_std_ratio"] < 1.1 < 1.5 < m_noisy["noise_std_ratio"]
+    assert m_tiny["psnr"] > 40 > m_noisy["psnr"]
+    # the statistics do not need the same pixels: two halves of one noisy photo match in the fine band
+    halves = translation_metrics(_t(noisy[:, :64]), _t(np.ascontiguousarray(noisy[:, 64:])))
+    assert halves["psnr"] < 15 and halves["spectral_distance_high"] < m_blur["spectral_distance_high"] / 4
+    assert 0.9 < halves["noise_std_ratio"] < 1.1

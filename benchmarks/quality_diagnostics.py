@@ -1,22 +1,25 @@
-"""Diagnostics behind BENCHMARKS.md "Quality — what made it work", on the data `benchmarks/quality.py` builds.
+"""Diagnostics behind BENCHMARKS.md "Quality — what made it work", on the data `benchmarks/quality.py` builds
+(`--data WORK/data`) for one operator (`--operator`, default noise_jpeg: the degradation those notes studied).
 
 sr-on VARIANT   train the benchmark's SR net (vdsr_lr nf32 nb6 bicubic_skip, Adam 1e-4, betas (0.5, 0.999),
                 1000·MSE, grad clip 50, batch 8, HR patch 96, LR constant then linear to 0 over the second half)
-                on synthetic LR made from the HR scenes, then evaluate on the test scenes. VARIANT:
-                bicubic | noise (bicubic + N(0, σ), σ ~ U(2, 6)/255) | noise-jpeg (+ JPEG q70–90) | true (the
-                oracle's pairs). Which part of the degradation does the oracle's gain come from?
-energy RUN      median |x − box3×3(x)| (0–255) of clean LR, G(clean LR) and the truly degraded LR of the same
+                on synthetic LR made from the HR scenes, then evaluate on the operator's test scenes. VARIANT:
+                bicubic | noise (bicubic + N(0, σ), σ ~ U(2, 6)/255) | noise-jpeg (+ JPEG q70–90) | true (each
+                HR crop degraded by the operator itself, as the oracle trains). Which part of the degradation
+                does the oracle's gain come from?
+energy RUN      median |x − box3×3(x)| (0–255) of clean LR, G(clean LR) and the operator-degraded LR of the same
                 HR scenes, 16 random 64² crops each: does the translation add as much fine-band energy as the
-                real degradation? RUN: a training output dir or checkpoint.
+                real degradation? RUN: a CycleSR training output dir (e.g. WORK/noise_jpeg/cyclesr).
 
-  python benchmarks/quality_diagnostics.py --data runs/q-small/data sr-on noise-jpeg --steps 1000
-  python benchmarks/quality_diagnostics.py --data runs/q-small/data energy runs/q-small/cyclesr
+  python benchmarks/quality_diagnostics.py --data runs/quality/data sr-on noise-jpeg --steps 1000
+  python benchmarks/quality_diagnostics.py --data runs/quality/data --operator camera energy runs/quality/camera/cyclesr
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -26,16 +29,16 @@ for path in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(path))
 
 import numpy as np  # noqa: E402
-import quality  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
+from quality_data import SCALE, load_test_pairs  # noqa: E402
+from quality_runs import load_generator  # noqa: E402
 
-from cyclesr_dist.data.folder import random_crop, random_flip_rotate  # noqa: E402
+from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
 from cyclesr_dist.data.images import bicubic_resize, load_rgb, uint8_to_model  # noqa: E402
-from cyclesr_dist.engine.checkpoint import read_network_state  # noqa: E402
-from cyclesr_dist.evaluate import evaluate_pairs  # noqa: E402
-from cyclesr_dist.models import GENERATORS, SR_NETS  # noqa: E402
+from cyclesr_dist.models import SR_NETS  # noqa: E402
+from cyclesr_dist.serve.evaluate import evaluate_pairs  # noqa: E402
 
 VARIANTS = ["bicubic", "noise", "noise-jpeg", "true"]
 
@@ -47,19 +50,30 @@ def _jpeg(img: np.ndarray, quality_: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB")).copy()
 
 
-def sr_on(data: Path, variant: str, steps: int, batch: int = 8, patch: int = 96) -> dict:
+def _patch(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random size² crop, then one of the 8 flips/rotations (the trainer's default HR augmentation)."""
+    top, left = int(rng.integers(0, img.shape[0] - size + 1)), int(rng.integers(0, img.shape[1] - size + 1))
+    crop, k = img[top : top + size, left : left + size], int(rng.integers(0, 8))
+    return np.ascontiguousarray(np.rot90(crop[:, ::-1] if k & 4 else crop, k & 3))
+
+
+def _test_scenes(data: Path) -> list[str]:
+    return json.loads((data / "manifest.json").read_text())["spec"]["splits"]["test"]
+
+
+def sr_on(data: Path, operator: str, variant: str, steps: int, batch: int = 8, patch: int = 96) -> dict:
     torch.manual_seed(0)
     hr_images = [load_rgb(p) for p in sorted((data / "hr").glob("*.png"))]
-    paired = quality.PairedDegradedDataset(data, patch, 0, 0)
+    degradation = get_degradation(operator)
 
     def sample(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if variant == "true":
-            pair = paired[i]
-            return pair["clean_lr"], pair["hr"]
         rng = np.random.default_rng([0, i])
-        crop = random_flip_rotate(random_crop(hr_images[int(rng.integers(len(hr_images)))], patch, rng), rng)
-        hr = uint8_to_model(np.ascontiguousarray(crop))
-        lr = bicubic_resize(hr, 1 / quality.SCALE).clamp(-1, 1)
+        crop = _patch(hr_images[int(rng.integers(len(hr_images)))], patch, rng)
+        if variant == "true":
+            lr_true = degradation.degrade(crop, rng, SCALE)
+            return uint8_to_model(lr_true), uint8_to_model(degradation.target(crop))
+        hr = uint8_to_model(crop)
+        lr = bicubic_resize(hr, 1 / SCALE).clamp(-1, 1)
         if variant == "bicubic":
             return lr, hr
         lr_u8 = lr.add(1).mul(127.5).permute(1, 2, 0).numpy().astype(np.float64)
@@ -81,7 +95,7 @@ def sr_on(data: Path, variant: str, steps: int, batch: int = 8, patch: int = 96)
         for group in opt.param_groups:
             group["lr"] = 1e-4 * min(1.0, 2 * (1 - step / steps))
     net.eval()
-    return evaluate_pairs(net, quality.test_pairs(data), scale=quality.SCALE)
+    return evaluate_pairs(net, load_test_pairs(data, operator, _test_scenes(data)), scale=SCALE)
 
 
 def _fine_band(t: torch.Tensor) -> float:
@@ -99,25 +113,25 @@ def _crops(img: np.ndarray, n: int = 16, size: int = 64) -> torch.Tensor:
 
 
 @torch.no_grad()
-def energy(data: Path, run: Path) -> dict[str, float]:
+def energy(data: Path, operator: str, run: Path) -> dict[str, float]:
     torch.manual_seed(0)
-    name, args, state = read_network_state(run, "gen_clean_to_real")
-    gen = GENERATORS.build(name, args)
-    gen.load_state_dict(state)
-    gen.eval()
+    gen = load_generator(run)
+    degrade = get_degradation(operator).degrade
     clean, fake, degraded = [], [], []
-    for path in sorted((data / "hr").glob("*.png")):
-        lr = bicubic_resize(uint8_to_model(load_rgb(path)).unsqueeze(0), 1 / quality.SCALE).clamp(-1, 1)[0]
+    for i, path in enumerate(sorted((data / "hr").glob("*.png"))):
+        hr = load_rgb(path)
+        lr = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)[0]
         crops = _crops(lr.add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy())
         clean.append(_fine_band(crops))
         fake.append(_fine_band(gen(crops)))
-        degraded.append(_fine_band(_crops(load_rgb(data / "oracle_lr" / f"{path.stem}__0.png"))))
+        degraded.append(_fine_band(_crops(degrade(hr, np.random.default_rng([4, i]), SCALE))))
     return {"clean": float(np.mean(clean)), "G(clean)": float(np.mean(fake)), "degraded": float(np.mean(degraded))}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="the data folder benchmarks/quality.py built (WORK/data)")
+    p.add_argument("--operator", default="noise_jpeg", help="whose test set / true degradation to use")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sr-on")
     s.add_argument("variant", choices=VARIANTS)
@@ -127,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     data = Path(args.data)
     if args.cmd == "sr-on":
-        res = sr_on(data, args.variant, args.steps)
+        res = sr_on(data, args.operator, args.variant, args.steps)
         scenes = " ".join(f"{im['name']} {im['psnr_rgb']:.2f}" for im in res["images"])
         m = res["mean"]
         print(f"{args.variant}, {args.steps} updates: {scenes}; mean {m['psnr_rgb']:.2f} / {m['ssim_rgb']:.4f}")
     else:
-        e = energy(data, Path(args.run))
+        e = energy(data, args.operator, Path(args.run))
         print(f"{args.run}: fine-band energy (0-255) " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()))
     return 0
 

@@ -1,0 +1,189 @@
+"""Training the quality benchmark's models as CLI subprocesses (several at once with --jobs) and measuring them:
+SR on each operator's test set, and how close CycleSR's translation G comes to the operator it imitates."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import yaml
+
+from cyclesr_dist.checkpoint_format import find_checkpoint, network_state
+from cyclesr_dist.data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from cyclesr_dist.errors import UserError
+from cyclesr_dist.metrics import translation_metrics
+from cyclesr_dist.models import build_network
+from cyclesr_dist.serve.evaluate import evaluate_pairs
+from cyclesr_dist.serve.export import load_sr
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Run:
+    run_id: str  # "bicubic-trained", "blind", "<operator>/cyclesr", "<operator>/oracle"
+    config: dict[str, Any]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config["output_dir"])
+
+    @property
+    def log_name(self) -> str:
+        return self.run_id.replace("/", "_")
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """Step of the run's newest complete checkpoint, 0 if none."""
+    try:
+        return find_checkpoint(run_dir).step
+    except UserError:  # none yet
+        return 0
+
+
+def load_generator(run_dir: Path) -> torch.nn.Module:
+    """CycleSR's G (gen_clean_to_real) from the run's newest checkpoint, in eval mode."""
+    entry, state = network_state(find_checkpoint(run_dir), "gen_clean_to_real")
+    net = build_network("generator", entry["name"], entry["args"])
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------------------------------- training
+
+
+def _launch(run: Run, work: Path, overrides: list[str], threads: int) -> tuple[subprocess.Popen, IO[str]]:
+    cfg_path = work / "configs" / f"{run.log_name}.yaml"
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(yaml.safe_dump(run.config, sort_keys=False))
+    cmd = [sys.executable, "-m", "cyclesr_dist.cli", "train", "--config", str(cfg_path), *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(work / "logs" / f"{run.log_name}.log", "a")  # closed by train_runs when the process ends
+    print(f"[{run.run_id}] training ({threads} threads): {' '.join(cmd)}", flush=True)
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def read_wall(run_dir: Path) -> float | None:
+    """Training wall time recorded for a run (summed over invocations), None if never recorded."""
+    wall_file = run_dir / "wall.json"
+    return json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else None
+
+
+def train_runs(runs: list[Run], work: Path, overrides: list[str], jobs: int) -> dict[str, dict[str, Any]]:
+    """Train (or resume) every run, `jobs` at a time, each with OMP_NUM_THREADS = max(1, cores // jobs).
+
+    Returns {run_id: {"wall_s", "threads", "jobs"}}: the run's training wall time summed over the invocations
+    that trained it (kept in <run>/wall.json, so a finished run re-used later keeps its time). Exits with the
+    failing runs' log tails if any failed."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // jobs)
+    walls: dict[str, dict[str, Any]] = {}
+    pending = []
+    for run in runs:
+        wall_file = run.output_dir / "wall.json"
+        if checkpoint_step(run.output_dir) >= run.config["max_steps"] and wall_file.is_file():
+            walls[run.run_id] = json.loads(wall_file.read_text())
+            print(f"[{run.run_id}] already trained ({walls[run.run_id]['wall_s']:.0f}s)", flush=True)
+        else:
+            pending.append(run)
+    active: dict[str, tuple[Run, subprocess.Popen, IO[str], float]] = {}
+    failed: list[str] = []
+    try:
+        while pending or active:
+            while pending and len(active) < jobs:
+                run = pending.pop(0)
+                active[run.run_id] = (run, *_launch(run, work, overrides, threads), time.perf_counter())
+            time.sleep(0.5)
+            for run_id, (run, proc, log, t0) in list(active.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del active[run_id]
+                if proc.returncode != 0:
+                    failed.append(run_id)
+                    print(f"[{run_id}] FAILED (exit {proc.returncode})", flush=True)
+                    continue
+                wall_file = run.output_dir / "wall.json"
+                before = json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else 0.0
+                walls[run_id] = {"wall_s": before + time.perf_counter() - t0, "threads": threads, "jobs": jobs}
+                wall_file.write_text(json.dumps(walls[run_id]))
+                print(f"[{run_id}] done in {time.perf_counter() - t0:.0f}s", flush=True)
+    finally:  # interrupted: stop the runs still going (they resume from their last checkpoint next time)
+        for _, proc, log, _ in active.values():
+            proc.terminate()
+            proc.wait()
+            log.close()
+    if failed:
+        tails = []
+        for run_id in failed:
+            log_path = work / "logs" / f"{run_id.replace('/', '_')}.log"
+            tails.append(f"--- {log_path} (last lines)\n" + "\n".join(log_path.read_text().splitlines()[-15:]))
+        raise SystemExit("training failed: " + ", ".join(failed) + "\n" + "\n".join(tails))
+    return walls
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+
+
+def _bicubic_only(res: dict[str, Any]) -> dict[str, Any]:
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k[len("bicubic_") :]: v for k, v in d.items() if k.startswith("bicubic_")}
+
+    return {"mean": strip(res["mean"]), "images": [{"name": im["name"], **strip(im)} for im in res["images"]]}
+
+
+def evaluate_rows(
+    row_dirs: dict[str, Path], pairs: list, device: str, tile: int, max_shift: int
+) -> dict[str, dict[str, Any]]:
+    """{row: evaluate_pairs result} for each trained row's newest checkpoint, plus the bicubic row. `max_shift`:
+    also the best PSNR over integer shifts of ±max_shift HR px (a sampling grid offset is not identifiable from
+    unpaired data, see BENCHMARKS.md)."""
+    results: dict[str, dict[str, Any]] = {}
+    for row, run_dir in row_dirs.items():
+        net = load_sr(run_dir, device=device)
+        res = evaluate_pairs(net, pairs, scale=net_scale(pairs), device=device, tile=tile or None, max_shift=max_shift)
+        results.setdefault("bicubic", _bicubic_only(res))
+        results[row] = res
+    return results
+
+
+def net_scale(pairs: list) -> int:
+    _, lr, hr = pairs[0]
+    return hr.shape[0] // lr.shape[0]
+
+
+@torch.no_grad()
+def translation_fidelity(run_dir: Path, pairs: list, device: str) -> dict[str, Any]:
+    """`metrics.translation_metrics` of G(bicubic-downscaled test HR) and of the bicubic LR itself against the
+    test's true LR, per scene and averaged (8-bit images, as a saved LR would be; G's noise seeded)."""
+    torch.manual_seed(0)
+    gen = load_generator(run_dir).to(device)
+    per_scene = []
+    for name, lr, hr in pairs:
+        scale = hr.shape[0] // lr.shape[0]
+        clean = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / scale).clamp(-1, 1)
+        fake = gen(clean.to(device)).clamp(-1, 1).cpu()
+        as_saved = [uint8_to_model(model_to_uint8(t[0])).unsqueeze(0) for t in (fake, clean)]
+        true = uint8_to_model(lr).unsqueeze(0)
+        per_scene.append(
+            {
+                "name": name,
+                "G(bicubic LR)": translation_metrics(as_saved[0], true),
+                "bicubic LR": translation_metrics(as_saved[1], true),
+            }
+        )
+    mean = {
+        src: {k: float(np.mean([s[src][k] for s in per_scene])) for k in per_scene[0][src]}
+        for src in ("G(bicubic LR)", "bicubic LR")
+    }
+    return {"mean": mean, "images": per_scene}

@@ -1,0 +1,63 @@
+"""Smoke test of the quality benchmark (benchmarks/quality.py --quick) end to end for one operator: photo
+download, per-operator data, the five rows trained through the CLI and scored, translation fidelity, targets and
+results.json. Numbers are meaningless at this budget; only that it all runs and reports is checked.
+
+Skipped, with the reason, when the photo package cannot be downloaded (no network or no apt); any other
+failure fails the test. The .deb is cached in data/photo-cache/ (git-ignored), so later runs need no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import quality_data  # noqa: E402
+
+CACHE = REPO / "data" / "photo-cache"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    packages = sorted({quality_data.SCENES[s][0] for names in quality_data.splits_for(True).values() for s in names})
+    try:
+        quality_data.fetch_photos(CACHE, packages)
+    except quality_data.PhotoFetchError as err:
+        pytest.skip(f"photo package not downloadable here: {err}")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--work", str(tmp_path), "--cache", str(CACHE)]
+    cmd += ["--quick", "--operators", "blur", "--jobs", "2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    out = proc.stdout
+    assert "### blur" in out and "Translation fidelity" in out and "CycleSR ≥ blind" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    blur = results["operators"]["blur"]
+    assert list(blur["rows"]) == ["bicubic", "bicubic-trained", "blind", "cyclesr", "oracle"]
+    for row in blur["rows"].values():
+        assert [im["name"] for im in row["images"]] == quality_data.splits_for(True)["test"]
+        assert 15 < row["mean"]["psnr_rgb"] < 60 and 0 < row["mean"]["ssim_rgb"] <= 1
+    assert all(blur["wall_s"][r] > 0 for r in ("bicubic-trained", "blind", "cyclesr", "oracle"))
+    assert set(blur["translation"]["mean"]) == {"G(bicubic LR)", "bicubic LR"}
+    assert [t["met"] in (True, False) for t in blur["targets"]] == [True] * 3
+    assert len(results["targets_mean"]) == 3 and "cyclesr" in results["mean_over_operators"]
+
+    # each training row used the LR it is defined by
+    configs = {p.stem: p.read_text() for p in (tmp_path / "configs").glob("*.yaml")}
+    assert "hr_to_lr: realesrgan" in configs["blind"] and "hr_to_lr: blur" in configs["blur_oracle"]
+    assert "hr_to_lr: bicubic" in configs["blur_cyclesr"] and "hr_to_lr: bicubic" in configs["bicubic-trained"]
+
+    # the manifest says where every scene came from, and the data folders exist
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    for name, scene in manifest["scenes"].items():
+        assert (CACHE / "x" / scene["package"] / scene["file"]).is_file(), name
+        assert scene["deb"].startswith(scene["package"] + "_")
+    for sub in ("hr", "real_lr", "test/hr", "test/lr"):
+        assert any((tmp_path / "data" / "blur" / sub).iterdir()), sub

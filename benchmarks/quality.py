@@ -110,6 +110,7 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         "checkpoint": {"every_steps": 500, "keep": 1, "resume": "auto"},
         "wandb": {"mode": "disabled"},
         "loss": {"cycle_sr_lam": args.cycle_sr_lam},
+        "optim": {"sr_lr": args.sr_lr},
     }
     supervised = (
         {"n_epoch": sr_epochs - decay, "n_epoch_decay": decay},
@@ -125,7 +126,8 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
     def run(run_id: str, out: Path, root: Path, hr_to_lr: str, schedule: tuple) -> Run:
         cfg = json.loads(json.dumps(base))
         cfg["data"].update({"root": str(root), "hr_to_lr": hr_to_lr})
-        cfg.update({"output_dir": str(out), "max_steps": schedule[2], "optim": schedule[0], "stages": schedule[1]})
+        cfg.update({"output_dir": str(out), "max_steps": schedule[2], "stages": schedule[1]})
+        cfg["optim"].update(schedule[0])
         return Run(run_id, cfg)
 
     runs = []
@@ -162,6 +164,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--g-noise-channels", type=int, default=3, help="noise channels fed to the generators")
     p.add_argument("--g-noise-at", default="tail", help="where the noise channels enter: input|tail")
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
+    p.add_argument("--sr-lr", type=float, default=1e-3, help="SR learning rate of every trained row (as the demo)")
     p.add_argument("--cycle-sr-lam", type=float, default=1000.0, help="weight of the SR loss in CycleSR's G update")
     p.add_argument("--num-workers", type=int, default=1, help="data-loader workers per training run")
     p.add_argument("--hr-patch", type=int, default=96)

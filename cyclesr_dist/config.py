@@ -7,19 +7,13 @@ wrong type names the key, the expected type and the value.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from .errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or override is wrong; the message names the key."""
+from .config_parse import ConfigError, build, deep_copy, parse_override, set_path
 
 
 @dataclass
@@ -139,123 +133,47 @@ class Config:
         return (self.optim.n_epoch + self.optim.n_epoch_decay) * self.data.steps_per_epoch
 
 
-# ---------------------------------------------------------------- conversion
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert `value` to the annotated type `tp`; raise ConfigError naming `key` otherwise."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} matches none of {_type_name(tp)}")
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
-
-
-def _build(cls: type, raw: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
-    """A `cls` instance: `base` (or the class defaults) with `raw` applied on top."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in raw if k not in names]
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(names)}")
-    obj = dataclasses.replace(base) if base is not None else cls()
-    for name, value in raw.items():
-        key = f"{prefix}.{name}" if prefix else name
-        current = getattr(obj, name)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            # Sub-sections start from their defaults, so a file may set only some sub-keys.
-            setattr(obj, name, _build(type(current), value, key, base=current))
-        else:
-            setattr(obj, name, _coerce(value, hints[name], key))
-    return obj
-
-
-def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    node = raw
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`a.b=value` -> ("a.b", YAML-parsed value)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.sub=value")
-    key, _, value = text.partition("=")
-    if not key:
-        raise ConfigError(f"override {text!r} has no key")
-    return key.strip(), yaml.safe_load(value) if value != "" else ""
-
-
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
-    raw = _deep_copy(raw)
+    raw = deep_copy(raw)
     for text in overrides or []:
         key, value = parse_override(text)
-        _set_path(raw, key, value)
-    return _build(Config, raw)
+        set_path(raw, key, value)
+    return check_config(build(Config, raw))
 
 
-def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+def check_config(config: Config) -> Config:
+    """Ranges and relations between keys, so a wrong value stops the job before anything starts."""
+    d, t, c = config.data, config.train, config.checkpoint
+    at_least = {
+        "max_steps": (config.max_steps, 0),
+        "data.scale": (d.scale, 1),
+        "data.batch_size": (d.batch_size, 1),
+        "data.num_workers": (d.num_workers, 0),
+        "data.steps_per_epoch": (d.steps_per_epoch, 1),
+        "data.val_max_images": (d.val_max_images, 0),
+        "optim.n_epoch": (config.optim.n_epoch, 0),
+        "optim.n_epoch_decay": (config.optim.n_epoch_decay, 0),
+        "optim.grad_clip": (config.optim.grad_clip, 0),
+        "loss.pool_size": (config.loss.pool_size, 0),
+        "train.gradient_accumulation_steps": (t.gradient_accumulation_steps, 1),
+        "train.log_every": (t.log_every, 1),
+        "train.image_every": (t.image_every, 0),
+        "train.val_every_epochs": (t.val_every_epochs, 1),
+        "train.val_max_shift": (t.val_max_shift, 0),
+        "checkpoint.every_steps": (c.every_steps, 0),
+        "checkpoint.keep": (c.keep, 1),
+    }
+    for key, (value, low) in at_least.items():
+        if value < low:
+            raise ConfigError(f"{key}={value} must be at least {low}")
+    if d.hr_patch < d.scale or d.hr_patch % d.scale:
+        raise ConfigError(f"data.hr_patch={d.hr_patch} must be a positive multiple of data.scale={d.scale}")
+    if config.stages.joint_epoch < config.stages.sr_pretrain_epoch:
+        raise ConfigError(
+            f"stages.joint_epoch={config.stages.joint_epoch} comes before "
+            f"stages.sr_pretrain_epoch={config.stages.sr_pretrain_epoch}"
+        )
+    return config
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

@@ -19,7 +19,16 @@ CODES = {"OK": OK, "FAILED": FAILED, "USAGE": USAGE, "PREEMPTED": PREEMPTED}
 
 
 class UserError(Exception):
-    """Bad input from the user. The CLI prints the message alone (no traceback) and exits with USAGE."""
+    """Bad input from the user. The CLI prints the message alone (no traceback) and exits with USAGE. The message
+    names what is wrong and how to fix it."""
+
+
+class InputNotFound(UserError, FileNotFoundError):
+    """A file, folder or URL the user named does not exist or cannot be reached."""
+
+
+class BadInput(UserError, ValueError):
+    """A value or a file the user gave cannot be used (wrong size, wrong format, contradictory settings)."""
 
 
 if __name__ == "__main__":

@@ -19,9 +19,31 @@ def test_reference_config_holds_the_reference_hyper_parameters():
     assert c.model.sr.name == "vdsr_lr" and c.model.generator.name == "resnet"
 
 
-def test_every_shipped_config_loads():
-    for path in sorted((ROOT / "configs").glob("*.yaml")):
-        load_config(path)
+def test_every_shipped_config_loads_and_builds_its_networks():
+    from cyclesr_dist.cyclesr import build_networks
+
+    paths = sorted((ROOT / "configs").glob("*.yaml"))
+    assert {p.name for p in paths} >= {"cyclesr.yaml", "demo.yaml", "vega.yaml"}
+    for path in paths:
+        nets = build_networks(load_config(path).model)
+        assert set(nets) == {"gen_clean_to_real", "gen_real_to_clean", "disc_clean", "disc_real", "sr"}, path
+
+
+def test_vega_config_is_the_reference_where_the_code_can_be():
+    c = load_config(ROOT / "configs" / "vega.yaml")
+    assert c.model.sr.args["norm"] == "batch" and c.model.generator.args["n_downsampling"] == 2
+    assert (c.train.mixed_precision, c.train.batched_calls, c.train.val_max_shift) == ("no", False, 10)
+    assert (c.data.hr_augment, c.data.lr_augment) == ("flips", "none")
+    assert (c.loss.lambda_cycle, c.loss.lambda_identity, c.loss.sr_lam, c.loss.cycle_sr_lam) == (10, 0.5, 1000, 1000)
+
+
+def test_cross_key_checks():
+    with pytest.raises(ConfigError, match="data.hr_patch=30 must be a positive multiple of data.scale=4"):
+        load_config(None, ["data.hr_patch=30"])
+    with pytest.raises(ConfigError, match="checkpoint.keep=0 must be at least 1"):
+        load_config(None, ["checkpoint.keep=0"])
+    with pytest.raises(ConfigError, match="stages.joint_epoch=2 comes before stages.sr_pretrain_epoch=6"):
+        load_config(None, ["stages.joint_epoch=2"])
 
 
 def test_overrides_are_typed_and_nested():

@@ -12,7 +12,17 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skdata
 
-from cyclesr_dist.data.degrade import DEGRADATIONS, Degradation, degrade_real, get_degradation, usm_sharpen
+from cyclesr_dist.data.degrade import (
+    DEGRADATIONS,
+    Degradation,
+    degrade_blur,
+    degrade_camera,
+    degrade_downscale_motion,
+    degrade_noise_jpeg,
+    degrade_real,
+    get_degradation,
+    usm_sharpen,
+)
 from cyclesr_dist.data.degrade import realesrgan as D
 from cyclesr_dist.data.images import bicubic_resize, model_to_uint8, uint8_to_model
 from cyclesr_dist.metrics import translation_metrics
@@ -121,15 +131,27 @@ def test_phase_moves_the_sampling_grid(name: str) -> None:
         assert (_interior_mean(lr) - bic) / 0.9 == pytest.approx(dy, abs=0.2), dy
 
 
+RAW = {"blur": degrade_blur, "noise_jpeg": degrade_noise_jpeg, "camera": degrade_camera}
+RAW["downscale_motion"] = degrade_downscale_motion
+PINNED_DY = {"blur": 0.5, "noise_jpeg": 0.5, "camera": 0.0, "downscale_motion": -1.0}  # the registry's grids
+
+
 @pytest.mark.parametrize("name", PHASED + ["noise_jpeg"])
-def test_phase_is_drawn_per_call(name: str) -> None:
-    """The grid offset relative to bicubic's varies over calls and spans more than one HR pixel."""
+def test_phase_is_drawn_per_call_unless_pinned(name: str) -> None:
+    """Called directly, an operator draws its grid offset relative to bicubic's per call (spanning more than one HR
+    pixel); the registered operator has one grid, as a camera does: the same offset for every image."""
     hr = _ramp()
-    op = get_degradation(name).degrade
     bic = _interior_mean(_bicubic(hr))
-    shifts = [(_interior_mean(op(hr, np.random.default_rng(s), 4)) - bic) / 0.9 for s in range(12)]
-    assert max(shifts) - min(shifts) > 1.5
-    assert max(shifts) > 0.3 and min(shifts) < -0.3
+
+    def shift(lr: np.ndarray) -> float:
+        return (_interior_mean(lr) - bic) / 0.9
+
+    drawn = [shift(RAW[name](hr, np.random.default_rng(s), 4)) for s in range(12)]
+    assert max(drawn) - min(drawn) > 1.5
+    assert max(drawn) > 0.3 and min(drawn) < -0.3
+    pinned = [shift(get_degradation(name).degrade(hr, np.random.default_rng(s), 4)) for s in range(6)]
+    assert max(pinned) - min(pinned) < 0.75  # noise and JPEG only (drawn: > 1.5)
+    assert np.mean(pinned) == pytest.approx(PINNED_DY[name], abs=0.3)
 
 
 def test_noise_jpeg_is_degrade_real_at_a_drawn_offset(photo: np.ndarray) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cyclesr_dist.checkpoint_format import complete_checkpoints, find_checkpoint, network_state, read_checkpoint
 
@@ -76,3 +77,25 @@ def test_shipped_demo_config_stays_near_bicubic(demo_data, tmp_path):
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     val = [r for r in records if "val/psnr_rgb" in r][-1]
     assert val["step"] == 60 and val["val/psnr_rgb"] > val["val/bicubic_psnr_rgb"] - 1.0, val
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(demo_data, tmp_path):
+    """On a terminal (a pseudo-terminal from `script`) the run draws a progress bar with step/total and the stage;
+    in a pipe (a log file) it writes plain lines only."""
+    import shlex
+    import shutil
+
+    train = [
+        "train", "--config", "configs/demo.yaml", f"data.root={demo_data}", "max_steps=6", "train.log_every=3",
+        "wandb.mode=disabled", "data.num_workers=0", "train.val_every_epochs=100",
+    ]  # fmt: skip
+    if shutil.which("script") is None:
+        pytest.skip("`script` (util-linux) is needed to give the run a terminal")
+    command = shlex.join([sys.executable, "-m", "cyclesr_dist.cli", *train, f"output_dir={tmp_path / 'tty'}"])
+    tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert tty.returncode == 0, tty.stdout[-3000:]
+    assert "6/6 [" in tty.stdout and "translation" in tty.stdout and "step=6 " in tty.stdout
+    piped = run_cli(*train, f"output_dir={tmp_path / 'pipe'}")
+    assert piped.returncode == 0 and "step=6 " in piped.stdout and "6/6 [" not in piped.stdout + piped.stderr

@@ -121,8 +121,18 @@ def test_evaluate_pairs(net: torch.nn.Module, lr_image: np.ndarray, capsys) -> N
     res = evaluate.evaluate_pairs(net, [("a", lr, hr)], scale=4, tile=16)
     assert "psnr_rgb_best_shift" not in res["mean"]
     assert res["mean"]["bicubic_psnr_rgb"] > 20 and res["mean"]["bicubic_psnr_rgb"] > res["mean"]["psnr_rgb"]
-    with pytest.raises(ValueError, match="needs 128x160"):
+    with pytest.raises(ValueError, match="x4 of the 32x40 LR is 128x160: the HR image is too small"):
         evaluate.evaluate_pairs(net, [("small", lr, hr[:-1])], scale=4)
+    # up to scale - 1 extra HR pixels are what a downscale of a size that is no multiple of 4 leaves: cropped
+    padded = np.pad(hr, ((0, 3), (0, 3), (0, 0)))
+    same = evaluate.evaluate_pairs(net, [("a", lr, padded)], scale=4, tile=16)
+    assert same["mean"]["psnr_rgb"] == res["mean"]["psnr_rgb"]
+    with pytest.raises(ValueError, match="not a x4 pair"):  # anything larger is another pair, unless asked
+        evaluate.evaluate_pairs(net, [("a", lr, np.pad(hr, ((0, 4), (0, 0), (0, 0))))], scale=4)
+    cropped = evaluate.evaluate_pairs(
+        net, [("a", lr, np.pad(hr, ((0, 8), (0, 8), (0, 0))))], scale=4, tile=16, crop_hr=True
+    )
+    assert cropped["mean"]["psnr_rgb"] == pytest.approx(res["mean"]["psnr_rgb"], abs=1e-3)
     with pytest.raises(ValueError, match="x4"):
         evaluate.evaluate_pairs(net, [("a", lr, hr)], scale=2)
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from cyclesr_dist.config import load_config
 from cyclesr_dist.cyclesr import build_networks
+from cyclesr_dist.errors import UserError
 from cyclesr_dist.models import DISCRIMINATORS, GENERATORS, SR_NETS
 
 
@@ -75,9 +76,9 @@ def test_weight_init_is_normal_002():
 
 
 def test_registry_errors_name_the_problem():
-    with pytest.raises(KeyError, match="unknown super-resolution network 'nope'.*srresnet.*vdsr_lr"):
+    with pytest.raises(UserError, match="unknown super-resolution network 'nope'.*srresnet.*vdsr_lr"):
         SR_NETS.build("nope")
-    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['nblocks'\]; valid: .*nb"):
+    with pytest.raises(UserError, match=r"unknown argument\(s\) \['nblocks'\]; valid: .*nb"):
         SR_NETS.build("vdsr_lr", {"nblocks": 3})
 
 

@@ -9,7 +9,7 @@ from typing import Any
 def register(sub: Any) -> None:
     tools = sub.add_parser("checkpoints", help="checkpoint tools").add_subparsers(dest="ckpt_command", required=True)
     p = tools.add_parser("list", help="a run's checkpoints and their state")
-    p.add_argument("run", help="run output folder (or its checkpoints/ folder)")
+    p.add_argument("run_dir", metavar="RUN", help="run output folder (or its checkpoints/ folder)")
     p.add_argument("--verify", action="store_true", help="also check every file's SHA-256 (reads every byte)")
     p.set_defaults(run=run_list)
     p = tools.add_parser(
@@ -28,7 +28,7 @@ def run_list(args: argparse.Namespace) -> int:
     from ..checkpoint_format import LATEST, STEP_DIR, DamagedCheckpoint, read_checkpoint, verify
     from ..errors import UserError
 
-    root = Path(args.run)
+    root = Path(args.run_dir)
     root = root / "checkpoints" if (root / "checkpoints").is_dir() else root
     entries = (
         sorted(

@@ -49,23 +49,19 @@ def run_shard(args: argparse.Namespace) -> int:
     from ..data.manifest import MANIFEST
     from ..data.shards import write_shards
 
-    try:
-        manifest = write_shards(
-            args.hr,
-            args.lr,
-            args.out,
-            val_hr_dir=args.val_hr,
-            val_lr_dir=args.val_lr,
-            hr_crop=args.hr_crop,
-            lr_crop=args.lr_crop,
-            stride=args.stride,
-            lr_stride=args.lr_stride,
-            shard_size=args.shard_size,
-            workers=args.workers,
-        )
-    except (FileNotFoundError, ValueError) as exn:
-        print(f"error: {exn}", file=sys.stderr)
-        return 2
+    manifest = write_shards(
+        args.hr,
+        args.lr,
+        args.out,
+        val_hr_dir=args.val_hr,
+        val_lr_dir=args.val_lr,
+        hr_crop=args.hr_crop,
+        lr_crop=args.lr_crop,
+        stride=args.stride,
+        lr_stride=args.lr_stride,
+        shard_size=args.shard_size,
+        workers=args.workers,
+    )
     for name, split in manifest["splits"].items():
         files = f"{split['files']} files, " if "files" in split else ""
         print(f"{name}: {files}{split['samples']} samples in {len(split['shards'])} shards")

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import BadInput, InputNotFound
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM of a checkpoint on paired LR/HR folders")
@@ -18,6 +20,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image at once)")
     p.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.add_argument(
+        "--crop-hr", action="store_true", help="score HR images larger than scale x LR on their top-left part"
+    )
     p.set_defaults(run=run_eval)
 
     p = sub.add_parser("upscale", help="×4 super-resolve images with a checkpoint")
@@ -36,37 +41,34 @@ def register(sub: Any) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..data.images import load_rgb
+    from ..data.images import read_image
     from ..data.pairing import pair_files
     from ..serve.evaluate import evaluate_pairs, format_table, write_json
     from ..serve.export import load_sr
     from ..serve.tiling import net_upscale
 
-    try:
-        net = load_sr(args.checkpoint, device=args.device)
-        scale = net_upscale(net)
-        pairing = pair_files(args.lr, args.hr, scale)
-        if pairing.duplicates:
-            dropped, kept = pairing.duplicates[0]
-            raise ValueError(f"{dropped} and {kept} have the same name: keep one of them")
-        if not pairing.pairs:
-            raise ValueError(f"no LR image in {args.lr} has an HR image of the same stem in {args.hr}")
-        if pairing.lr_only:
-            names = [p.stem for p in pairing.lr_only]
-            shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-            print(f"cyclesr eval: warning: {len(names)} LR image(s) without HR, skipped: {shown}", file=sys.stderr)
-        result = evaluate_pairs(
-            net,
-            ((name, load_rgb(lr), load_rgb(hr)) for name, lr, hr in pairing.pairs),
-            scale=scale,
-            max_shift=args.max_shift,
-            device=args.device,
-            tile=args.tile or None,
-            overlap=args.overlap,
-        )
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"cyclesr eval: error: {err}", file=sys.stderr)
-        return 2
+    net = load_sr(args.checkpoint, device=args.device)
+    scale = net_upscale(net)
+    pairing = pair_files(args.lr, args.hr, scale)
+    if pairing.duplicates:
+        dropped, kept = pairing.duplicates[0]
+        raise BadInput(f"{dropped} and {kept} have the same name: keep one of them")
+    if not pairing.pairs:
+        raise BadInput(f"no LR image in {args.lr} has an HR image of the same name in {args.hr}")
+    if pairing.lr_only:
+        names = [p.stem for p in pairing.lr_only]
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        print(f"cyclesr eval: warning: {len(names)} LR image(s) without HR, skipped: {shown}", file=sys.stderr)
+    result = evaluate_pairs(
+        net,
+        ((name, read_image(lr), read_image(hr)) for name, lr, hr in pairing.pairs),
+        scale=scale,
+        max_shift=args.max_shift,
+        device=args.device,
+        tile=args.tile or None,
+        overlap=args.overlap,
+        crop_hr=args.crop_hr,
+    )
     print(format_table(result))
     if args.json:
         result.update({"checkpoint": str(args.checkpoint), "lr_dir": str(args.lr), "hr_dir": str(args.hr)})
@@ -86,35 +88,33 @@ def _collect_inputs(items: list[str]) -> list[Path]:
         elif p.is_file():
             paths.append(p)
         else:
-            raise FileNotFoundError(f"input not found: {p}")
+            raise InputNotFound(f"input not found: {p}")
     if not paths:
-        raise FileNotFoundError(f"no images found in {' '.join(items)}")
+        raise InputNotFound(f"no images found in {' '.join(items)}")
     return paths
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    from ..data.images import load_rgb, save_rgb
+    from ..data.images import check_image, read_image, save_rgb
     from ..serve.export import load_sr
     from ..serve.tiling import net_upscale, upscale_image
 
-    try:
-        inputs = _collect_inputs(args.images)
-        out_dir = Path(args.out)
-        targets = [out_dir / f"{p.stem}.png" for p in inputs]
-        seen: dict[Path, Path] = {}
-        for src, dst in zip(inputs, targets, strict=True):
-            if dst in seen:
-                raise ValueError(f"{src} and {seen[dst]} would both be written to {dst}")
-            if dst.resolve() == src.resolve():
-                raise ValueError(f"refusing to overwrite the input {src}; choose another --out")
-            seen[dst] = src
-        net = load_sr(args.checkpoint, device=args.device)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"cyclesr upscale: error: {err}", file=sys.stderr)
-        return 2
+    # Every check before the first output is written: a bad input costs nothing.
+    inputs = _collect_inputs(args.images)
+    out_dir = Path(args.out)
+    targets = [out_dir / f"{p.stem}.png" for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, targets, strict=True):
+        if dst in seen:
+            raise BadInput(f"{src} and {seen[dst]} would both be written to {dst}")
+        if dst.resolve() == src.resolve():
+            raise BadInput(f"refusing to overwrite the input {src}; choose another --out")
+        check_image(src)
+        seen[dst] = src
+    net = load_sr(args.checkpoint, device=args.device)
     scale = net_upscale(net)
     for src, dst in zip(inputs, targets, strict=True):
-        lr = load_rgb(src)
+        lr = read_image(src)
         sr = upscale_image(net, lr, tile=args.tile, overlap=args.overlap, device=args.device)
         save_rgb(sr, dst)
         print(f"{src} ({lr.shape[1]}x{lr.shape[0]}) -> {dst} ({sr.shape[1]}x{sr.shape[0]}, x{scale})")
@@ -125,12 +125,8 @@ def run_export(args: argparse.Namespace) -> int:
     from ..serve.export import build_sr, export_sr, read_sr_source
     from ..serve.tiling import net_upscale
 
-    try:
-        name, net_args, state = read_sr_source(args.checkpoint)
-        net = build_sr(name, net_args, state)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"cyclesr export: error: {err}", file=sys.stderr)
-        return 2
+    name, net_args, state = read_sr_source(args.checkpoint)
+    net = build_sr(name, net_args, state)
     path = export_sr(net, name, net_args, args.out)
     n_params = sum(p.numel() for p in net.parameters())
     print(f"exported {name} {net_args} (x{net_upscale(net)}, {n_params / 1e6:.2f}M params) -> {path}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from .images import bicubic_resize, uint8_to_model
 
 TRANSFORMS = ("dihedral", "flips", "none")
@@ -58,7 +59,10 @@ class HrToLr:
         if name != "bicubic":
             from .degrade import get_degradation
 
-            self.degradation = get_degradation(name)
+            try:
+                self.degradation = get_degradation(name)
+            except ValueError as exn:
+                raise ConfigError(f"data.hr_to_lr={name!r}: {exn} (or bicubic)") from None
 
     def __call__(self, hr_img: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         if self.name == "bicubic":

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import BadInput
 from .augment import HrToLr, random_patch
 from .images import list_images, load_rgb, uint8_to_model
 
@@ -21,7 +22,7 @@ from .images import list_images, load_rgb, uint8_to_model
 def load_folder(root: Path, min_side: int) -> list[np.ndarray]:
     images = [img for img in map(load_rgb, list_images(root)) if min(img.shape[:2]) >= min_side]
     if not images:
-        raise ValueError(f"no image of at least {min_side}×{min_side} pixels under {root}")
+        raise BadInput(f"no image of at least {min_side}×{min_side} pixels under {root}")
     return images
 
 

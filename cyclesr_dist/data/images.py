@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from ..atomic import atomic_write
+from ..errors import BadInput, InputNotFound
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -40,6 +41,27 @@ def load_rgb(path: str | Path) -> np.ndarray:
     with Image.open(path) as img:
         img.load()
         return np.asarray(pil_to_rgb(img), dtype=np.uint8).copy()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """`load_rgb` for a file the user named: a missing or undecodable file is a one-line user error."""
+    try:
+        return load_rgb(path)
+    except FileNotFoundError as exn:
+        raise InputNotFound(f"image not found: {path}") from exn
+    except (OSError, ValueError, Image.DecompressionBombError) as exn:
+        raise BadInput(f"cannot read image {path}: {exn}") from exn
+
+
+def check_image(path: str | Path) -> None:
+    """Fail early (header and structure check, no full decode) for a file `read_image` would refuse."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except FileNotFoundError as exn:
+        raise InputNotFound(f"image not found: {path}") from exn
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exn:
+        raise BadInput(f"cannot read image {path}: {exn}") from exn
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -91,5 +113,5 @@ def list_images(root: str | Path) -> list[Path]:
     """All image files under `root`, recursively, in a stable (sorted) order."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise InputNotFound(f"image folder not found: {root}")
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

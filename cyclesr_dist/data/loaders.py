@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
+from ..errors import InputNotFound
 from .folder import FolderUnpairedLoader, IndexedLoader
 from .images import load_rgb
 from .pairing import pair_files
@@ -34,7 +35,7 @@ def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: in
         root = Path(data.root)
         for sub in ("hr", "real_lr"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(
+                raise InputNotFound(
                     f"data.root={data.root}: no {sub}/ folder (data.kind=folder reads root/hr and root/real_lr)"
                 )
         loader: IndexedLoader = FolderUnpairedLoader(root / "hr", root / "real_lr", **common)

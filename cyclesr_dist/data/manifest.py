@@ -15,6 +15,8 @@ from urllib.request import url2pathname
 
 import webdataset as wds
 
+from ..errors import BadInput, InputNotFound
+
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "cyclesr-shards/1"
 
@@ -23,21 +25,31 @@ def read_manifest(base: str | Path) -> dict[str, Any]:
     """`manifest.json` of a shard folder (a local directory, or an http(s)/other URL prefix WebDataset can open)."""
     text = str(base)
     if "://" in text and not text.startswith("file://"):
-        with wds.gopen(text.rstrip("/") + "/" + MANIFEST, "rb") as stream:
-            return json.loads(stream.read().decode())
+        url = text.rstrip("/") + "/" + MANIFEST
+        try:
+            with wds.gopen(url, "rb") as stream:
+                return json.loads(stream.read().decode())
+        except Exception as exn:  # noqa: BLE001 - curl exit codes, HTTP errors, an HTML error page
+            reason = str(exn).strip().splitlines()[-1][:200] if str(exn).strip() else type(exn).__name__
+            raise InputNotFound(
+                f"cannot read {url} ({reason}): check the address and that the server is up, or give a local folder"
+            ) from exn
     path = Path(text.removeprefix("file://"))
     if path.is_dir():
         path = path / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"no {MANIFEST} at {path}; write shards with `cyclesr data shard`")
-    return json.loads(path.read_text())
+        raise InputNotFound(f"no {MANIFEST} at {path}; write shards with `cyclesr data shard`")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exn:
+        raise BadInput(f"{path} is not a shard manifest ({exn}); rewrite the shards with `cyclesr data shard`") from exn
 
 
 def split_urls(base: str | Path, split: str) -> list[str]:
     """Shard URLs of one split ("hr", "lr" or "val") listed in the manifest under `base`."""
     manifest = read_manifest(base)
     if split not in manifest.get("splits", {}):
-        raise ValueError(f"{base}: the manifest has no {split!r} split (has {sorted(manifest.get('splits', {}))})")
+        raise BadInput(f"{base}: the manifest has no {split!r} split (has {sorted(manifest.get('splits', {}))})")
     text = str(base)
     if "://" in text and not text.startswith("file://"):
         return [text.rstrip("/") + "/" + name for name in manifest["splits"][split]["shards"]]
@@ -94,9 +106,9 @@ def check_shards(urls: str | Path | Iterable[str], split: str | None = None) -> 
     expanded = _expand(urls, split)
     if not expanded:
         where = f" ({split!r} split)" if split else ""
-        raise ValueError(f"no shards{where}: {urls!r} expands to an empty shard list")
+        raise BadInput(f"no shards{where}: {urls!r} expands to an empty shard list")
     missing = [u for u in expanded if (path := _local_path(u)) is not None and not path.is_file()]
     if missing:
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-        raise FileNotFoundError(f"{len(missing)} of {len(expanded)} shards not found: {shown}")
+        raise InputNotFound(f"{len(missing)} of {len(expanded)} shards not found: {shown}")
     return expanded

@@ -36,6 +36,7 @@ from typing import Any
 import webdataset as wds
 
 from ..atomic import atomic_write_text
+from ..errors import BadInput, InputNotFound
 from .images import encode_png, list_images, load_rgb
 from .manifest import MANIFEST, MANIFEST_FORMAT
 from .pairing import pair_files
@@ -238,21 +239,21 @@ def write_shards(
     """
     shard_size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
     if hr_crop <= 0 or lr_crop <= 0 or shard_size <= 0:
-        raise ValueError(
+        raise BadInput(
             f"crop sizes and shard size must be positive (hr_crop={hr_crop}, lr_crop={lr_crop}, "
             f"shard_size={shard_size})"
         )
     if (val_hr_dir is None) != (val_lr_dir is None):
-        raise ValueError("give both val_hr_dir and val_lr_dir, or neither")
+        raise BadInput("give both --val-hr and --val-lr, or neither")
     hr_stride = stride or hr_crop
     lr_stride = lr_stride or max(1, round(hr_stride * lr_crop / hr_crop))
     if hr_stride <= 0 or lr_stride <= 0:
-        raise ValueError(f"strides must be positive (hr {hr_stride}, lr {lr_stride})")
+        raise BadInput(f"strides must be positive (hr {hr_stride}, lr {lr_stride})")
     workers = workers or _cpu_count()
     roots = [Path(d) for d in (hr_dir, lr_dir, val_hr_dir, val_lr_dir) if d is not None]
     for root in roots:
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {root}")
+            raise InputNotFound(f"image folder not found: {root}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out)

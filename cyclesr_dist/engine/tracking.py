@@ -1,4 +1,5 @@
-"""Rank-0 side effects: W&B through Accelerate's tracker, a JSONL log and stdout lines.
+"""Rank-0 side effects: W&B through Accelerate's tracker, a JSONL log, stdout lines and, on a terminal, a progress
+bar (step/total, stage, samples/s, ETA) above them.
 
 W&B mode `auto` is online when WANDB_API_KEY is set and offline otherwise. The key is read by wandb from the
 environment only; it never enters the config, the logs or a checkpoint.
@@ -61,6 +62,7 @@ class RunLogger:
         self.run_id = run_id
         self._wandb_run = None
         self._jsonl = None
+        self._bar = None
         if not self.is_main:
             return
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,28 @@ class RunLogger:
             self.accelerator.log(values, step=step)
         self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-        print(f"step={step} {shown}", file=sys.stdout, flush=True)
+        self.info(f"step={step} {shown}")
+        if self._bar is not None:
+            self._bar.set_postfix_str(
+                " ".join(f"{k}={values[k]:.3g}" for k in ("samples_per_s", "loss/SR") if k in values)
+            )
+
+    def start_progress(self, total: int, done: int) -> None:
+        """A progress bar when stdout is a terminal (plain log lines otherwise, e.g. in a Slurm log file)."""
+        if self.is_main and sys.stdout.isatty():
+            import shutil
+
+            from tqdm import tqdm
+
+            # A pseudo-terminal without a window size reports 0×0, for which tqdm draws nothing: use 100×24 then.
+            size = shutil.get_terminal_size((100, 24))
+            width, height = size.columns or 100, size.lines or 24
+            self._bar = tqdm(total=total, initial=done, unit="step", ncols=width, nrows=height, file=sys.stdout)
+
+    def advance(self, stage: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description(stage, refresh=False)
+            self._bar.update(1)
 
     def log_images(self, grids: dict[str, np.ndarray], step: int) -> None:
         if not self.is_main or self._wandb_run is None:
@@ -95,10 +118,17 @@ class RunLogger:
         self._wandb_run.log({k: wandb.Image(v, caption=k) for k, v in grids.items()}, step=step)
 
     def info(self, message: str) -> None:
-        if self.is_main:
+        if not self.is_main:
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stdout)
+        else:
             print(message, file=sys.stdout, flush=True)
 
     def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         if self.is_main:
             if self._wandb_run is not None:
                 self.accelerator.end_training()

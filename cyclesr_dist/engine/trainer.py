@@ -6,6 +6,7 @@ The engine never names a network: everything model-specific comes from the `Trai
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .backends import prepare_backend
 from .checkpoint import CheckpointManager, RNGState
 from .preemption import PreemptionFlag
 from .spec import Batch, TrainSpec
+from .threads import configure_threads
 from .tracking import RunLogger
 
 
@@ -51,6 +53,7 @@ class Trainer:
         self.config, self.spec = config, spec
         if config.train.deterministic:
             torch.use_deterministic_algorithms(True)
+        self.thread_note = configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         set_seed(config.seed)  # the same seed on every rank: identical initial weights
         nets = spec.build_networks()
         if config.train.channels_last:
@@ -142,6 +145,7 @@ class Trainer:
         self.logger = RunLogger(
             self.backend.accelerator, output_dir, self.config.wandb, config_to_dict(self.config), run_id, self.step
         )
+        self.logger.info(self.thread_note)
         for message in damaged:
             self.logger.info(message)
         if checkpoint is not None:
@@ -161,11 +165,13 @@ class Trainer:
         batches = iter(self.loader)
         micro_batches: list[Batch] = []
         tic, samples = time.perf_counter(), 0
+        logger.start_progress(total, self.step)
         try:
             while self.step < total:
                 micro_batches = [self._to_device(next(batches)) for _ in range(accumulation)]
                 values = self.train_step(micro_batches)
                 step, samples = self.step, samples + config.data.batch_size
+                logger.advance(str(values.get("stage", "")))
                 row: dict[str, Any] = {}  # one log row per step at most
                 if step % config.train.log_every == 0 or step == total:
                     row |= values | {"samples_per_s": samples / (time.perf_counter() - tic)}

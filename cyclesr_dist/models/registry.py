@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import BadInput
+
 
 class Registry:
     def __init__(self, kind: str) -> None:
@@ -28,7 +30,7 @@ class Registry:
 
     def get(self, name: str) -> type[nn.Module]:
         if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} network {name!r}; registered: {', '.join(self.names())}")
+            raise BadInput(f"unknown {self.kind} network {name!r}; registered: {', '.join(self.names())}")
         return self._entries[name]
 
     def build(self, name: str, args: dict[str, Any] | None = None) -> nn.Module:
@@ -39,7 +41,7 @@ class Registry:
         valid = [p for p in params if p != "self"]
         unknown = sorted(set(args) - set(valid))
         if unknown:
-            raise TypeError(
+            raise BadInput(
                 f"{self.kind} network {name!r} got unknown argument(s) {unknown}; valid: {', '.join(valid)}"
             )
         return cls(**args)

@@ -3,8 +3,9 @@ on the same images. `evaluate_pairs` is shared by `cyclesr eval` and validation 
 nothing).
 
 Protocol: SR output is quantized to uint8 (what a saved PNG holds) before measuring; HR is cropped (top-left) to
-exactly scale x the LR size when it is larger; `shave` = scale border pixels are dropped; metrics are per image,
-then averaged over images. Bicubic = torch antialias-free bicubic ×scale upsampling of the same LR, also quantized.
+exactly scale x the LR size when it is up to scale − 1 pixels larger (`match_hr`; more only with `crop_hr`);
+`shave` = scale border pixels are dropped; metrics are per image, then averaged over images. Bicubic = torch
+antialias-free bicubic ×scale upsampling of the same LR, also quantized.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..atomic import atomic_write_text
 from ..data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from ..errors import BadInput
 from ..metrics import image_metrics
 from .tiling import net_upscale, resolve_device, upscale_image
 
@@ -34,17 +36,22 @@ def bicubic_upscale(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
     return model_to_uint8(bicubic_resize(_tensor(lr_uint8), float(scale)))
 
 
-def match_hr(lr_uint8: np.ndarray, hr_uint8: np.ndarray, scale: int, name: str = "") -> np.ndarray:
-    """HR cropped (top-left) to exactly scale x the LR size; an HR smaller than that is an error."""
+def match_hr(
+    lr_uint8: np.ndarray, hr_uint8: np.ndarray, scale: int, name: str = "", crop_hr: bool = False
+) -> np.ndarray:
+    """HR cropped (top-left) to exactly scale x the LR size. Fewer than `scale` extra HR pixels per side are what
+    a ×1/scale downscale of an HR whose size is not a multiple of scale leaves, and are cropped silently; anything
+    else means the pair does not match (another scale, another image) and is refused unless `crop_hr`."""
     for what, arr in (("LR", lr_uint8), ("HR", hr_uint8)):
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise ValueError(f"{name}: {what} must be an HxWx3 uint8 array, got {arr.dtype} {arr.shape}")
     th, tw = lr_uint8.shape[0] * scale, lr_uint8.shape[1] * scale
     h, w = hr_uint8.shape[:2]
+    sizes = f"HR is {w}x{h} but x{scale} of the {lr_uint8.shape[1]}x{lr_uint8.shape[0]} LR is {tw}x{th}"
     if h < th or w < tw:
-        raise ValueError(
-            f"{name}: HR is {w}x{h} but x{scale} of the {lr_uint8.shape[1]}x{lr_uint8.shape[0]} LR needs {tw}x{th}"
-        )
+        raise BadInput(f"{name}: {sizes}: the HR image is too small for this pair")
+    if not crop_hr and (h - th >= scale or w - tw >= scale):
+        raise BadInput(f"{name}: {sizes}: not a x{scale} pair (pass --crop-hr to score the top-left part anyway)")
     return hr_uint8[:th, :tw]
 
 
@@ -65,6 +72,7 @@ def evaluate_pairs(
     device: str | torch.device | None = None,
     tile: int | None = None,
     overlap: int = 16,
+    crop_hr: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `sr_net` on (name, lr_uint8, hr_uint8) pairs (HxWx3 uint8; consumed one at a time).
 
@@ -79,7 +87,7 @@ def evaluate_pairs(
     metric_device = resolve_device(sr_net, device)  # metrics (float64) run where the network is
     images: list[dict[str, Any]] = []
     for name, lr, hr in pairs:
-        hr = match_hr(lr, hr, scale, name)
+        hr = match_hr(lr, hr, scale, name, crop_hr)
         sr = upscale_image(sr_net, lr, tile=tile, overlap=overlap, device=device)
         hr_t = _tensor(hr).to(metric_device)
         entry: dict[str, Any] = {"name": str(name), "hr_size": [int(hr.shape[0]), int(hr.shape[1])]}

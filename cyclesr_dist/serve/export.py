@@ -10,6 +10,7 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..checkpoint_format import find_checkpoint, network_state
+from ..errors import BadInput, InputNotFound
 from ..models import build_network
 from ..torch_utils import unwrap
 from .tiling import net_upscale
@@ -55,10 +56,13 @@ def read_sr_source(path: str | Path) -> tuple[str, dict[str, Any], dict[str, tor
         entry, state = network_state(find_checkpoint(path))
         return entry["name"], dict(entry["args"] or {}), state
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+        raise InputNotFound(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unpickling / zip error: not one of our files
+        payload = None
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
-        raise ValueError(
+        raise BadInput(
             f"{path} is not an exported SR network (format {EXPORT_FORMAT!r}); "
             "pass a training checkpoint directory (OUT/checkpoints/step-XXXXXXXX) or a file from `cyclesr export`"
         )

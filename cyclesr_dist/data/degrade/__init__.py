@@ -13,9 +13,13 @@ it the two 51-tap Gaussian blurs of its unsharp mask; its `target` costs as much
 
 Sampling phase (`phase`, HR pixels, per axis (y, x)). The antialiased bicubic ×1/s puts LR pixel i at HR
 coordinate s·i + (s−1)/2 (pixel centres at integers). A real sensor or resizer need not: every operator that
-decimates samples LR pixel i at s·i + (s−1)/2 + phase instead, phase ~ U(−s/2, s/2) per axis and per call, so
-the grid may sit anywhere up to half an LR pixel either side of bicubic's (a half-HR-pixel offset, or a half-LR-
-pixel one, included). A fractional phase is realised inside the sampling kernel (a Gaussian evaluated off-centre,
+decimates samples LR pixel i at s·i + (s−1)/2 + phase instead. A camera or a resizer has *one* sampling grid, so
+the registered operators pin it (`DEGRADATIONS`: blur (0.5, 0.5), noise_jpeg offset s//2 = phase (0.5, 0.5) at ×4,
+camera (0, 0), downscale_motion (−1, 1) HR px); called directly without `phase`, an operator draws it per call
+from U(−s/2, s/2) per axis, anywhere up to half an LR pixel either side of bicubic's grid. A grid offset that is
+the same for every image cannot be told from the LR images alone (natural images look the same shifted), so only
+a model trained on true pairs can learn it; the quality benchmark therefore also reports the best PSNR over small
+integer shifts. A fractional phase is realised inside the sampling kernel (a Gaussian evaluated off-centre,
 a box or bilinear tap shifted by the fraction), the integer part by where decimation starts; pixels the shifted
 grid needs beyond the border are reflected, and the output is always exactly (H/s)x(W/s). `noise_jpeg` keeps
 `degrade_real`'s point decimation and draws an integer start offset in {0..s−1} per axis instead (phase
@@ -91,6 +95,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -117,10 +122,10 @@ class Degradation:
 DEGRADATIONS: dict[str, Degradation] = {
     d.name: d
     for d in (
-        Degradation("blur", degrade_blur),
-        Degradation("noise_jpeg", degrade_noise_jpeg),
-        Degradation("camera", degrade_camera),
-        Degradation("downscale_motion", degrade_downscale_motion),
+        Degradation("blur", partial(degrade_blur, phase=(0.5, 0.5))),
+        Degradation("noise_jpeg", partial(degrade_noise_jpeg, offset=None)),  # degrade_real's s//2
+        Degradation("camera", partial(degrade_camera, phase=(0.0, 0.0))),
+        Degradation("downscale_motion", partial(degrade_downscale_motion, phase=(-1.0, 1.0))),
         Degradation("realesrgan", degrade_realesrgan, sharpen_target=True),
     )
 }

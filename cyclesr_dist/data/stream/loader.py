@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ...errors import BadInput
 from ..augment import HrToLr
 from ..manifest import check_shards, is_manifest_dir, read_manifest
 from .config import DOMAINS, StreamConfig
@@ -99,7 +100,7 @@ class StreamingUnpairedLoader:
                 crop = read_manifest(source).get(f"{domain}_crop")
                 patch = self.config.patch(domain)
                 if crop is not None and patch > crop:
-                    raise ValueError(
+                    raise BadInput(
                         f"{domain} patch {patch} is larger than the stored {domain} crops ({crop}) in {source}: "
                         "lower data.hr_patch or rewrite the shards with larger crops"
                     )

@@ -54,6 +54,7 @@ from torch import nn
 
 from ....checkpoint_format import Checkpoint
 from ....config import Config
+from ....errors import BadInput
 from ....torch_utils import unwrap
 from ..base import Backend, tracker_kwargs
 from .backward import DeepSpeedOps, check_engine_internals
@@ -71,7 +72,7 @@ class DeepSpeedBackend(Backend):
         config: Config,
     ) -> None:
         if config.train.compile:
-            raise ValueError("train.compile is not supported with the DeepSpeed backend")
+            raise BadInput("train.compile is not supported with the DeepSpeed backend")
         self.settings: DeepSpeedSettings = resolve_settings(config)
         self.accelerators, self.engines = build_engines(nets, groups, optimizers, self.settings, tracker_kwargs(config))
         for engine in self.engines.values():

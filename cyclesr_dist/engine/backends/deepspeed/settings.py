@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ....config import Config
+from ....errors import BadInput
 
 
 def deepspeed_requested() -> bool:
@@ -57,13 +58,13 @@ def resolve_settings(config: Config, world_size: int | None = None) -> DeepSpeed
     """Settings from the job config and the accelerate environment; any contradiction is an error."""
     stage = int(_env("ACCELERATE_DEEPSPEED_ZERO_STAGE") or 2)
     if stage == 0:
-        raise ValueError(
+        raise BadInput(
             "DeepSpeed ZeRO stage 0 cannot train CycleSR: one loss runs through several trainable engines "
             "(G + SR, D_X + D_Y), and DeepSpeed 0.19 refuses a backward that is not engine.backward at stage 0 "
             "('Direct calls to tensor.backward() are not supported'). Use zero_stage 1 or 2, or the DDP backend."
         )
     if stage not in (1, 2):
-        raise ValueError(
+        raise BadInput(
             f"DeepSpeed ZeRO stage {stage} is not supported by this backend (parameters must stay whole on every "
             "rank for the frozen raw-module forwards); use zero_stage 1 or 2."
         )
@@ -71,14 +72,14 @@ def resolve_settings(config: Config, world_size: int | None = None) -> DeepSpeed
     clip = float(config.optim.grad_clip)
     env_clip = _env("ACCELERATE_GRADIENT_CLIPPING")
     if env_clip is not None and abs(float(env_clip) - clip) > 1e-12:
-        raise ValueError(
+        raise BadInput(
             f"accelerate config gradient_clipping={env_clip} but optim.grad_clip={clip}; they must agree "
             "(every engine clips its group at optim.grad_clip)"
         )
 
     gas_env = _env("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
     if config.train.gradient_accumulation_steps != 1 or (gas_env is not None and int(gas_env) != 1):
-        raise ValueError(
+        raise BadInput(
             "the DeepSpeed backend needs gradient_accumulation_steps 1: DeepSpeed's output hooks divide every "
             "gradient that crosses an engine output by that engine's accumulation steps"
         )
@@ -86,17 +87,17 @@ def resolve_settings(config: Config, world_size: int | None = None) -> DeepSpeed
     mp_env = (_env("ACCELERATE_MIXED_PRECISION") or "no").lower()
     mp_cfg = config.train.mixed_precision
     if "no" not in (mp_env, mp_cfg) and mp_env != mp_cfg:
-        raise ValueError(f"ACCELERATE_MIXED_PRECISION={mp_env} contradicts train.mixed_precision={mp_cfg}")
+        raise BadInput(f"ACCELERATE_MIXED_PRECISION={mp_env} contradicts train.mixed_precision={mp_cfg}")
     mixed = mp_cfg if mp_cfg != "no" else mp_env
     if mixed not in ("no", "bf16"):
-        raise ValueError(
+        raise BadInput(
             f"mixed precision {mixed!r} is not supported with DeepSpeed here: use bf16 (DeepSpeed torch_autocast) "
             "or no. fp16 would need one loss scaler shared by engines that one loss runs through."
         )
 
     world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
     if config.data.batch_size % world:
-        raise ValueError(f"data.batch_size={config.data.batch_size} is global and must be divisible by {world}")
+        raise BadInput(f"data.batch_size={config.data.batch_size} is global and must be divisible by {world}")
 
     base: dict[str, Any] = {}
     config_file = _env("ACCELERATE_DEEPSPEED_CONFIG_FILE")
@@ -104,7 +105,7 @@ def resolve_settings(config: Config, world_size: int | None = None) -> DeepSpeed
         base = json.loads(Path(config_file).read_text())
         for key in ("optimizer", "scheduler"):
             if key in base:
-                raise ValueError(f"{config_file}: remove {key!r}; the job config owns optimizers and learning rates")
+                raise BadInput(f"{config_file}: remove {key!r}; the job config owns optimizers and learning rates")
     return DeepSpeedSettings(stage, clip, config.data.batch_size // world, world, mixed, base)
 
 

@@ -41,9 +41,7 @@ class Registry:
         valid = [p for p in params if p != "self"]
         unknown = sorted(set(args) - set(valid))
         if unknown:
-            raise BadInput(
-                f"{self.kind} network {name!r} got unknown argument(s) {unknown}; valid: {', '.join(valid)}"
-            )
+            raise BadInput(f"{self.kind} network {name!r} got unknown argument(s) {unknown}; valid: {', '.join(valid)}")
         return cls(**args)
 
 

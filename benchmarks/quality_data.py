@@ -122,6 +122,7 @@ def fetch_photos(cache: Path, packages: list[str], debs: dict[str, str] | None =
         target, stamp = cache / "x" / package, cache / "x" / f"{package}.unpacked"
         if not stamp.is_file() or stamp.read_text() != deb.name:
             shutil.rmtree(target, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)  # dpkg -x creates the last level only
             subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True)
             stamp.write_text(deb.name)
         used[package] = deb

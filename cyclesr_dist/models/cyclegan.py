@@ -47,7 +47,8 @@ class ResnetGenerator(nn.Module):
     `blur_kernel=k` (not in the reference, odd k) first convolves the image with one learned k×k kernel (every
     channel, DC gain 1, starting as the identity) and adds the residual to that: clean LR and real LR of the same
     photo differ mostly by such a linear filter (another blur, another sampling filter), which a stack of ReLU
-    convolutions learns slowly and only approximately from an adversarial signal.
+    convolutions learns slowly and only approximately from an adversarial signal. `kernel_gain` scales how fast
+    that filter moves (`LearnedKernel`).
     """
 
     def __init__(
@@ -63,9 +64,10 @@ class ResnetGenerator(nn.Module):
         noise_channels: int = 0,
         noise_at: str = "input",
         blur_kernel: int = 0,
+        kernel_gain: float = 1.0,
     ) -> None:
         super().__init__()
-        self.blur = LearnedKernel(blur_kernel) if blur_kernel else None
+        self.blur = LearnedKernel(blur_kernel, kernel_gain) if blur_kernel else None
         if noise_at not in ("input", "tail"):
             raise ValueError(f"unknown noise_at {noise_at!r}; valid: input, tail")
         if noise_channels < 0:
@@ -206,12 +208,15 @@ class GaussianBands(nn.Module):
 
 class LearnedKernel(nn.Module):
     """One learned k×k filter applied to every channel, reflect-padded, weights summing to 1 (brightness kept),
-    starting as the identity: kernel = (δ + Δ) / sum(δ + Δ) with Δ = 0 at first, so it may also sharpen."""
+    starting as the identity: kernel = (δ + gain·Δ) / sum(δ + gain·Δ) with Δ = 0 at first, so it may also sharpen.
+    `gain` scales how far one Adam step moves the kernel (Adam's step is about lr whatever the gradient's size):
+    with the generators' lr of 2e-4 a blur needs taps of ~0.1, over a thousand steps of consistent gradient."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, gain: float = 1.0) -> None:
         super().__init__()
         if size < 1 or size % 2 == 0:
             raise ValueError(f"blur_kernel must be an odd size (e.g. 7), got {size}")
+        self.gain = gain
         self.delta = nn.Parameter(torch.zeros(size, size))
         identity = torch.zeros(size, size)
         identity[size // 2, size // 2] = 1.0
@@ -219,7 +224,7 @@ class LearnedKernel(nn.Module):
         self.radius = size // 2
 
     def kernel(self) -> torch.Tensor:
-        k = self.identity + self.delta
+        k = self.identity + self.gain * self.delta
         return k / k.sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

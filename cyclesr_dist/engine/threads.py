@@ -2,7 +2,7 @@
 
 torch otherwise starts one OpenMP thread per core it *sees* in every process; under Slurm, in a container with a
 CPU quota, or with several processes per node that oversubscribes the cores, and busy-waiting OpenMP threads then
-make every step many times slower (measured: two default trainers on 2 cores, ~20×; BENCHMARKS.md).
+make every step several times slower (measured: two default trainers on 2 cores, 3.6× each; BENCHMARKS.md).
 """
 
 from __future__ import annotations

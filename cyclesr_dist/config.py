@@ -39,7 +39,12 @@ class LossConfig:
     lambda_identity: float = 0.5  # identity weight = lambda_cycle * lambda_identity
     sr_lam: float = 1000.0  # SR net's own MSE weight
     cycle_sr_lam: float = 1000.0  # weight of the SR MSE in the generator update (joint stage)
+    # SR pre-training stage's MSE weight; None = sr_lam (this project's default). vega passes 1 there.
+    sr_pretrain_lam: float | None = None
     pool_size: int = 50
+    # Not in the reference: weight of `spectrum_loss` (G's batch-mean log spectrum vs. the real LR's) in the
+    # generator update, every stage; 0 disables.
+    lambda_spectral: float = 0.0
 
 
 @dataclass
@@ -48,6 +53,8 @@ class OptimConfig:
     sr_lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
     grad_clip: float = 50.0  # per network group; 0 disables
+    # Clip each network of a group on its own (vega clips G and F separately) instead of the group as one.
+    clip_per_network: bool = False
     n_epoch: int = 100  # epochs at the initial learning rate
     n_epoch_decay: int = 100  # epochs of linear decay to zero after that
     foreach: bool = True
@@ -155,6 +162,7 @@ def check_config(config: Config) -> Config:
         "optim.n_epoch_decay": (config.optim.n_epoch_decay, 0),
         "optim.grad_clip": (config.optim.grad_clip, 0),
         "loss.pool_size": (config.loss.pool_size, 0),
+        "loss.lambda_spectral": (config.loss.lambda_spectral, 0),
         "train.gradient_accumulation_steps": (t.gradient_accumulation_steps, 1),
         "train.log_every": (t.log_every, 1),
         "train.image_every": (t.image_every, 0),

@@ -35,6 +35,9 @@ def test_vega_config_is_the_reference_where_the_code_can_be():
     assert (c.train.mixed_precision, c.train.batched_calls, c.train.val_max_shift) == ("no", False, 10)
     assert (c.data.hr_augment, c.data.lr_augment) == ("flips", "none")
     assert (c.loss.lambda_cycle, c.loss.lambda_identity, c.loss.sr_lam, c.loss.cycle_sr_lam) == (10, 0.5, 1000, 1000)
+    assert c.loss.sr_pretrain_lam == 1 and c.optim.clip_per_network
+    assert c.model.discriminator.args["head_channels"] == c.model.discriminator.args["ndf"]
+    assert c.model.generator.args["block_padding"] == "zero"
 
 
 def test_cross_key_checks():

@@ -89,6 +89,21 @@ def test_sr_loss_reaches_generator_only_in_joint_stage():
     torch.testing.assert_close(trans_without, joint_without, rtol=1e-5, atol=1e-7)
 
 
+def test_spectral_term_reaches_g_only_and_only_when_weighted():
+    """lambda_spectral adds `spectrum_loss(G(x), y)` to G's loss: it changes G's gradient, never F's."""
+    grads = {}
+    for lam in ("0", "1"):
+        config, model, optimizers = make_model(**{"loss.lambda_spectral": lam})
+        ops = RecordingOps(optimizers, 0.0, model.nets)
+        losses = model.optimize_parameters(random_batch(), Stage.TRANSLATION, ops)
+        assert ("loss/G_spectral" in losses) == (lam == "1")
+        grads[lam] = {
+            n: torch.cat([g.flatten() for g in ops.at_step["G"][n]]) for n in ("gen_clean_to_real", "gen_real_to_clean")
+        }
+    assert (grads["1"]["gen_clean_to_real"] - grads["0"]["gen_clean_to_real"]).abs().max() > 1e-4
+    torch.testing.assert_close(grads["1"]["gen_real_to_clean"], grads["0"]["gen_real_to_clean"], rtol=0, atol=0)
+
+
 def test_translation_stage_does_not_touch_sr_and_pretrain_touches_only_sr():
     config, model, optimizers = make_model()
     before = copy.deepcopy(model.nets.state_dict())
@@ -218,3 +233,37 @@ def test_batched_calls_refuse_batch_norm():
     config = tiny_config(**{"model.sr.args": "{nf: 8, nb: 2, norm: batch}"})
     with pytest.raises(ValueError, match=r"BatchNorm.*\['sr'\]"):
         CycleSR(build_networks(config.model), config.loss, batched_calls=True)
+
+
+def test_sr_pretrain_weight_scales_only_the_pretraining_gradient():
+    """loss.sr_pretrain_lam (vega: 1) replaces sr_lam (1000) as the SR loss weight of the pre-training stage."""
+    grads = {}
+    for lam in ("null", "1.0"):
+        config, model, optimizers = make_model(**{"loss.sr_pretrain_lam": lam})
+        ops = RecordingOps(optimizers, 0.0, model.nets)
+        model.optimize_parameters(random_batch(), Stage.SR_PRETRAIN, ops)
+        grads[lam] = torch.cat([g.flatten() for g in ops.at_step["SR"]["sr"]])
+    torch.testing.assert_close(grads["null"], config.loss.sr_lam * grads["1.0"], rtol=1e-4, atol=1e-7)
+
+
+def test_clip_per_network_clips_g_and_f_each_on_its_own():
+    """optim.clip_per_network: each network of a group is clipped to grad_clip separately (vega's netG, netF)."""
+    config, model, optimizers = make_model()
+    nets = [model.nets["gen_clean_to_real"], model.nets["gen_real_to_clean"]]
+    for scale, net in zip((100.0, 1e-4), nets, strict=True):  # one far above the clip, one far below
+        for p in net.parameters():
+            p.grad = torch.full_like(p, scale)
+    before = [torch.cat([p.grad.flatten() for p in net.parameters()]).norm() for net in nets]
+    clip = 1.0
+    ops = OptimizerOps(optimizers, clip, clip_sets={"G": [list(net.parameters()) for net in nets]})
+    grads = {}
+
+    def capture(opt=optimizers["G"], step=optimizers["G"].step):
+        grads["g"] = [torch.cat([p.grad.flatten() for p in net.parameters()]).norm() for net in nets]
+        return step()
+
+    optimizers["G"].step = capture
+    ops.step("G")
+    assert abs(grads["g"][0].item() - clip) < 1e-4  # clipped to the limit on its own
+    torch.testing.assert_close(grads["g"][1], before[1])  # left alone: a joint clip would have scaled it too
+    torch.testing.assert_close(ops.grad_norms["G"], torch.stack(before).norm())

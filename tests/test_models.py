@@ -233,3 +233,55 @@ def test_learned_kernel_generator_starts_as_the_identity_and_learns_a_blur():
     assert n_params(g) == n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "n_downsampling": 0})) + 49
     with pytest.raises(ValueError, match="odd"):
         GENERATORS.build("resnet", {"blur_kernel": 4})
+
+
+def test_spectrum_loss_teaches_a_kernel_the_blur_of_unrelated_images():
+    """The spectral term compares batch-mean spectra of *different* images: it must still tell a blurred
+    distribution from a sharp one, and drive a LearnedKernel (gain 10, the generators' lr) toward the blur."""
+    from cyclesr_dist.cyclesr.losses import spectrum_loss
+    from cyclesr_dist.models.cyclegan import GaussianBlur, LearnedKernel
+
+    torch.manual_seed(0)
+    blur = GaussianBlur(3, 1.0)
+
+    def batch() -> torch.Tensor:
+        return torch.rand(8, 3, 24, 24) * 2 - 1
+
+    sharp_vs_sharp = spectrum_loss(batch(), batch()).item()
+    sharp_vs_blurred = spectrum_loss(batch(), blur(batch())).item()
+    assert sharp_vs_blurred > 20 * sharp_vs_sharp
+    kernel = LearnedKernel(7, gain=10.0)
+    opt = torch.optim.Adam(kernel.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    for _ in range(300):
+        loss = spectrum_loss(kernel(batch()), blur(batch()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * sharp_vs_blurred
+    assert kernel.kernel()[3, 3] < 0.5  # spread out, from the identity's 1.0
+
+
+def test_reference_shape_options_head_channels_and_zero_padded_blocks():
+    """vega's PatchGAN head has ndf output channels and its residual blocks pad with zeros (configs/vega.yaml)."""
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    one = DISCRIMINATORS.build("patchgan", {"ndf": 8, "n_layers": 3})
+    wide = DISCRIMINATORS.build("patchgan", {"ndf": 8, "n_layers": 3, "head_channels": 8})
+    assert one(x).shape[1] == 1 and wide(x).shape[1] == 8 and wide(x).shape[2:] == one(x).shape[2:]
+    args = {"ngf": 8, "n_blocks": 2, "n_downsampling": 0, "norm": "none"}  # no norm: a border stays local
+    reflect = GENERATORS.build("resnet", args)
+    zero = GENERATORS.build("resnet", {**args, "block_padding": "zero"})
+    assert not any(
+        isinstance(m, nn.ReflectionPad2d)
+        for b in zero.modules()
+        if b.__class__.__name__ == "ResnetBlock"
+        for m in b.modules()
+    )
+    assert n_params(zero) == n_params(reflect)
+    with torch.no_grad():  # same weights (in the same order), different border handling
+        for a, b in zip(zero.parameters(), reflect.parameters(), strict=True):
+            a.copy_(b)
+    with torch.no_grad():
+        diff = (zero(x) - reflect(x)).abs()
+    assert diff[..., 8:-8, 8:-8].max() < 1e-5 < diff.max()  # differs only near the borders
+    with pytest.raises(ValueError, match="block_padding"):
+        GENERATORS.build("resnet", {**args, "block_padding": "circular"})

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LossConfig
-from .losses import gan_loss, scale_grad, set_requires_grad
+from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
 from .pool import ImagePool
 from .stages import Stage
 
@@ -165,7 +165,11 @@ class CycleSR:
             lam.lambda_cycle * lam.lambda_identity * (F.l1_loss(idt_real, real_lr) + F.l1_loss(idt_clean, clean_lr))
         )
         loss_g = loss_gan + loss_cycle + loss_idt
-        values = {"loss/G_gan": loss_gan, "loss/G_cycle": loss_cycle, "loss/G_identity": loss_idt, "loss/G": loss_g}
+        values = {"loss/G_gan": loss_gan, "loss/G_cycle": loss_cycle, "loss/G_identity": loss_idt}
+        if lam.lambda_spectral > 0:
+            values["loss/G_spectral"] = lam.lambda_spectral * spectrum_loss(t["fake_real"], real_lr)
+            loss_g = loss_g + values["loss/G_spectral"]
+        values["loss/G"] = loss_g
         if stage is not Stage.JOINT:
             return loss_g, values
         loss_sr = self._joint_sr_loss(t["fake_real"], b["hr"], ops)
@@ -191,9 +195,10 @@ class CycleSR:
 
     def _sr_pretrain_step(self, batches: list[Batch], ops: StepOps) -> dict[str, torch.Tensor]:
         total = 0.0
+        weight = self.loss.sr_lam if self.loss.sr_pretrain_lam is None else self.loss.sr_pretrain_lam
         for b in batches:
             loss_sr = F.mse_loss(self.nets["sr"](b["clean_lr"]), b["hr"])
-            ops.backward(self.loss.sr_lam * loss_sr / len(batches))
+            ops.backward(weight * loss_sr / len(batches))
             total = total + loss_sr.detach() / len(batches)
         ops.step("SR")
         return {"loss/SR": total}

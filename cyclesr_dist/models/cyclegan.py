@@ -13,19 +13,21 @@ from .registry import DISCRIMINATORS, GENERATORS
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, channels: int, norm: str) -> None:
+    """conv-norm-ReLU-conv-norm plus the input; `padding` "reflect" (CycleGAN's) or "zero" (vega's)."""
+
+    def __init__(self, channels: int, norm: str, padding: str = "reflect") -> None:
         super().__init__()
+        if padding not in ("reflect", "zero"):
+            raise ValueError(f"unknown block_padding {padding!r}; valid: reflect, zero")
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"  # a conv before BatchNorm needs no bias
-        self.block = nn.Sequential(
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=use_bias),
-            make_norm(channels),
-            nn.ReLU(True),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=use_bias),
-            make_norm(channels),
-        )
+
+        def conv() -> list[nn.Module]:
+            if padding == "zero":
+                return [nn.Conv2d(channels, channels, 3, padding=1, bias=use_bias)]
+            return [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=use_bias)]
+
+        self.block = nn.Sequential(*conv(), make_norm(channels), nn.ReLU(True), *conv(), make_norm(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.block(x)
@@ -48,7 +50,7 @@ class ResnetGenerator(nn.Module):
     channel, DC gain 1, starting as the identity) and adds the residual to that: clean LR and real LR of the same
     photo differ mostly by such a linear filter (another blur, another sampling filter), which a stack of ReLU
     convolutions learns slowly and only approximately from an adversarial signal. `kernel_gain` scales how fast
-    that filter moves (`LearnedKernel`).
+    that filter moves (`LearnedKernel`). `block_padding` "reflect" (CycleGAN's, default) or "zero" (vega's).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ResnetGenerator(nn.Module):
         noise_at: str = "input",
         blur_kernel: int = 0,
         kernel_gain: float = 1.0,
+        block_padding: str = "reflect",
     ) -> None:
         super().__init__()
         self.blur = LearnedKernel(blur_kernel, kernel_gain) if blur_kernel else None
@@ -84,7 +87,7 @@ class ResnetGenerator(nn.Module):
         for i in range(n_downsampling):
             ch = ngf * 2**i
             layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=use_bias), make_norm(ch * 2), nn.ReLU(True)]
-        layers += [ResnetBlock(ngf * 2**n_downsampling, norm) for _ in range(n_blocks)]
+        layers += [ResnetBlock(ngf * 2**n_downsampling, norm, block_padding) for _ in range(n_blocks)]
         for i in range(n_downsampling, 0, -1):
             ch = ngf * 2**i
             layers += [*upsample_x2(ch, ch // 2, up_mode, use_bias), make_norm(ch // 2), nn.ReLU(True)]
@@ -119,9 +122,10 @@ class ResnetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """PatchGAN: 4×4 convs with strides 2,…,2,1,1 (ndf·2^i channels, capped at 8·ndf), LeakyReLU 0.2.
 
-    The reference's last conv has ndf output channels; this one has **one**, as in CycleGAN/pix2pix: every
-    output channel is an independent linear read-out of the same features compared against the same 0/1 target,
-    so ndf of them add 0.5 M parameters and FLOPs without adding anything the LSGAN loss can use.
+    The reference's last conv has ndf output channels; this one has **one** by default (`head_channels`), as in
+    CycleGAN/pix2pix: every output channel is an independent linear read-out of the same features compared against
+    the same 0/1 target, so ndf of them add 0.5 M parameters and FLOPs without adding anything the LSGAN loss can
+    use. `head_channels: ndf` is the reference's head (configs/vega.yaml).
 
     `high_pass=σ` (not in the reference) shows the discriminator only x − GaussianBlur_σ(x), the image's fine
     band: with small unpaired domains of different scenes a full-band discriminator tells the domains apart by
@@ -141,6 +145,7 @@ class PatchDiscriminator(nn.Module):
         norm: str = "instance",
         high_pass: float = 0.0,
         bands: list[float] | None = None,
+        head_channels: int = 1,
     ) -> None:
         super().__init__()
         if high_pass < 0:
@@ -163,7 +168,9 @@ class PatchDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
             ch = out
-        layers += [nn.Conv2d(ch, 1, 4, stride=1, padding=1)]
+        if head_channels < 1:
+            raise ValueError(f"head_channels must be at least 1, got {head_channels}")
+        layers += [nn.Conv2d(ch, head_channels, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*layers)
         init_normal(self)
 

@@ -34,9 +34,12 @@ class OptimizerOps:
         optimizers: dict[str, torch.optim.Optimizer],
         grad_clip: float,
         backward: Callable[[torch.Tensor], None] | None = None,
+        clip_sets: dict[str, list[list[nn.Parameter]]] | None = None,
     ) -> None:
+        """`clip_sets`: group -> parameter sets each clipped on its own (default: the group's parameters as one)."""
         self.optimizers = optimizers
         self.grad_clip = grad_clip
+        self.clip_sets = clip_sets or {}
         self._backward = backward or (lambda loss: loss.backward())
         self.grad_norms: dict[str, torch.Tensor] = {}
 
@@ -46,8 +49,12 @@ class OptimizerOps:
     def step(self, group: str) -> None:
         optimizer = self.optimizers[group]
         if self.grad_clip > 0:
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            self.grad_norms[group] = torch.nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
+            sets = self.clip_sets.get(group) or [[p for g in optimizer.param_groups for p in g["params"]]]
+            norms = [
+                torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.grad_clip, foreach=True)
+                for params in sets
+            ]
+            self.grad_norms[group] = torch.stack(norms).square().sum().sqrt()  # the group's norm before clipping
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -32,7 +32,12 @@ class DDPBackend(Backend):
             for name in names:
                 self.nets[name] = torch.compile(self.nets[name])
         self.groups = groups
-        self.ops = OptimizerOps(self.optimizers, config.optim.grad_clip, backward=self.accelerator.backward)
+        clip_sets = None
+        if config.optim.clip_per_network:
+            clip_sets = {g: [list(self.nets[n].parameters()) for n in networks] for g, networks in groups.items()}
+        self.ops = OptimizerOps(
+            self.optimizers, config.optim.grad_clip, backward=self.accelerator.backward, clip_sets=clip_sets
+        )
 
     def group_states(self) -> dict[str, dict[str, Any]]:
         return {

@@ -70,6 +70,11 @@ def resolve_settings(config: Config, world_size: int | None = None) -> DeepSpeed
         )
 
     clip = float(config.optim.grad_clip)
+    if config.optim.clip_per_network and clip > 0:
+        raise BadInput(
+            "optim.clip_per_network needs the DDP backend: a DeepSpeed engine clips its whole group at once "
+            "(set optim.clip_per_network=false, or train without DeepSpeed)"
+        )
     env_clip = _env("ACCELERATE_GRADIENT_CLIPPING")
     if env_clip is not None and abs(float(env_clip) - clip) > 1e-12:
         raise BadInput(

@@ -84,6 +84,7 @@ def test_bf16_becomes_torch_autocast(clean_env):
         ({"ACCELERATE_MIXED_PRECISION": "fp16"}, {}, "not supported with DeepSpeed"),
         ({"ACCELERATE_MIXED_PRECISION": "bf16"}, {"train.mixed_precision": "fp16"}, "contradicts"),
         ({"WORLD_SIZE": "3"}, {"data.batch_size": "4"}, "divisible"),
+        ({}, {"optim.clip_per_network": "true"}, "clip_per_network needs the DDP backend"),
     ],
 )
 def test_refused_settings(clean_env, env, overrides, message):

@@ -76,6 +76,11 @@ CASES = [
     ),
     ("unknown degradation", train("data.hr_to_lr=sharp"), "data.hr_to_lr='sharp': unknown degradation 'sharp'"),
     ("unknown network", train("model.sr.name=edsr"), "unknown super-resolution network 'edsr'; registered:"),
+    (
+        "bad network argument value",
+        train("model.generator.args.block_padding=circular"),
+        "translation generator network 'resnet': unknown block_padding 'circular'; valid: reflect, zero",
+    ),
     ("unknown network argument", train("model.sr.args.depth=3"), "got unknown argument(s) ['depth']"),
     (
         "batch vs processes",

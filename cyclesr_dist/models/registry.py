@@ -42,7 +42,12 @@ class Registry:
         unknown = sorted(set(args) - set(valid))
         if unknown:
             raise BadInput(f"{self.kind} network {name!r} got unknown argument(s) {unknown}; valid: {', '.join(valid)}")
-        return cls(**args)
+        try:
+            return cls(**args)
+        except BadInput:
+            raise
+        except ValueError as err:  # a constructor refusing an argument's value: the user's config, not a bug
+            raise BadInput(f"{self.kind} network {name!r}: {err}") from err
 
 
 GENERATORS = Registry("translation generator")

@@ -54,7 +54,8 @@ class OptimizerOps:
                 torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.grad_clip, foreach=True)
                 for params in sets
             ]
-            self.grad_norms[group] = torch.stack(norms).square().sum().sqrt()  # the group's norm before clipping
+            # the group's norm before clipping (one set: that norm itself, no extra ops on the hot path)
+            self.grad_norms[group] = norms[0] if len(norms) == 1 else torch.stack(norms).square().sum().sqrt()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -38,6 +38,7 @@ import torch  # noqa: E402
 
 from cyclesr_dist.checkpoint_format import latest_checkpoint, load_file, verify  # noqa: E402
 from cyclesr_dist.errors import PREEMPTED  # noqa: E402
+from cyclesr_dist.testing import read_train_log  # noqa: E402
 
 
 def overrides(data: Path, out: Path, steps: int) -> list[str]:
@@ -91,16 +92,7 @@ def steps_this_launch(out: Path, offset: int) -> list[int]:
 
 
 def steps_logged(out: Path) -> list[int]:
-    log = out / "train_log.jsonl"
-    if not log.is_file():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        try:
-            rows.append(json.loads(line)["step"])
-        except ValueError:
-            pass
-    return rows
+    return [row["step"] for row in read_train_log(out)]
 
 
 def workers(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -137,8 +129,7 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def losses(out: Path) -> dict[int, float]:
-    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    return {r["step"]: r.get("loss/SR", r.get("loss/G")) for r in rows}
+    return {r["step"]: r.get("loss/SR", r.get("loss/G")) for r in read_train_log(out)}
 
 
 def soak(args: argparse.Namespace, out: Path, rng: random.Random) -> dict:

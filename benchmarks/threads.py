@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cyclesr_dist.testing import read_train_log  # noqa: E402
+
 
 def launch(out: Path, data: Path, steps: int, env: dict[str, str]) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "cyclesr_dist.cli", "train", "--config", "configs/demo.yaml"]
@@ -33,7 +35,7 @@ def launch(out: Path, data: Path, steps: int, env: dict[str, str]) -> subprocess
 
 
 def rate(out: Path) -> float:
-    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    rows = read_train_log(out)
     return statistics.median(r["samples_per_s"] for r in rows if r["step"] > 10 and "samples_per_s" in r)
 
 

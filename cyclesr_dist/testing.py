@@ -12,6 +12,10 @@ identical results:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -97,3 +101,18 @@ def reference_optimize_parameters(
         optimizers["SR"].zero_grad()
         (lam.sr_lam * F.mse_loss(n["sr"](fake_real.detach()), hr)).backward()
         _step(optimizers["SR"], grad_clip)
+
+
+def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's train_log.jsonl, in file order; none if there is no log yet. A line that does not parse
+    (the one being written at this moment) is skipped, so a run can be watched while it trains."""
+    log = Path(run_dir) / "train_log.jsonl"
+    if not log.is_file():
+        return []
+    rows = []
+    for line in log.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    return rows

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -13,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from cyclesr_dist.testing import read_train_log
 
 from .setups import ROOT
 
@@ -43,8 +44,9 @@ def launch_one(args, data: Path, out: Path, stage: str, nproc: int, threads: int
     if proc.returncode != 0:
         print(f"  launch {stage} {nproc}p failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
         return None
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    rates = [r["samples_per_s"] for r in log if "samples_per_s" in r][1:]  # the first interval is warm-up
+    rates = [r["samples_per_s"] for r in read_train_log(out) if "samples_per_s" in r][
+        1:
+    ]  # the first interval is warm-up
     print(f"  launch {stage} {nproc}p×{threads}t: {statistics.median(rates):.2f} samples/s", flush=True)
     return {"stage": stage, "processes": nproc, "threads": threads, "rates": rates, "wall_s": wall, "load": load}
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
+
+from cyclesr_dist.testing import read_train_log
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -35,18 +36,7 @@ def fake_config(path: Path, **values) -> Path:
 
 
 def logged_steps(run_dir: Path) -> list[int]:
-    log = run_dir / "train_log.jsonl"
-    if not log.exists():
-        return []
-    steps = []
-    for line in log.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                steps.append(int(json.loads(line)["step"]))
-            except (ValueError, KeyError):
-                pass  # a line being written right now
-    return steps
+    return [int(row["step"]) for row in read_train_log(run_dir) if "step" in row]
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:

@@ -24,6 +24,8 @@ the newest checkpoint; --jobs N runs N at once, each with OMP_NUM_THREADS = core
 `evaluate_pairs` (PSNR/SSIM, RGB and Y, shave 4). Also per operator: translation fidelity of CycleSR's G on the
 test scenes (`metrics.translation_metrics` of G(bicubic LR) and of the bicubic LR against the true LR), and the
 targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ 70 % of the oracle's gain over max(bicubic-trained, blind).
+With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds when (SR updates, training
+seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_ttq.py).
 
 CycleSR's networks default to the options that made it work on noise_jpeg (BENCHMARKS.md, "Quality"): identity-
 skip generators at full LR resolution with per-pixel noise at the tail, high-pass discriminators, a bicubic-skip
@@ -58,6 +60,7 @@ from quality_report import (  # noqa: E402
     translation_table,
 )
 from quality_runs import Run, checkpoint_step, evaluate_rows, read_wall, train_runs, translation_fidelity  # noqa: E402
+from quality_ttq import first_passing, sr_curve, ttq_table  # noqa: E402
 
 from cyclesr_dist.data.degrade import DEGRADATIONS  # noqa: E402
 
@@ -139,9 +142,21 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         if "cyclesr" in rows:
             out = run_dir(work, "cyclesr", op, args.tag)
             runs.append(run(f"{op}/{out.name}", out, data / op, "bicubic", unpaired))
+            if args.time_to_quality:  # a logged step and a kept checkpoint every epoch: test PSNR over time
+                runs[-1].config["checkpoint"].update({"every_steps": spe, "keep": 10**6})
+                runs[-1].config["train"]["log_every"] = spe
         if "oracle" in rows:
             runs.append(run(f"{op}/oracle", run_dir(work, "oracle", op), data / op, op, supervised))
     return runs
+
+
+def time_to_quality(args: argparse.Namespace, cyclesr_dir: Path, pairs: list, results: dict) -> dict:
+    """CycleSR's test PSNR at every kept checkpoint and where it first passes bicubic and the blind recipe's final
+    PSNR (same SR budget); a checkpoint every epoch, so the answer is exact to an epoch."""
+    baselines = {r: results[r]["mean"]["psnr_rgb"] for r in ("bicubic", "blind") if r in results}
+    sr_start = args.translation_epochs * args.steps_per_epoch
+    curve = sr_curve(cyclesr_dir, pairs, sr_start, args.device, args.tile, 0)
+    return {"baselines": baselines, "curve": curve, "first": first_passing(curve, baselines)}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -180,6 +195,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="trainer override")
     p.add_argument("--tag", default="", help="CycleSR variant name: its runs go to OP/cyclesr-TAG; baselines shared")
     p.add_argument("--max-shift", type=int, default=4, help="also report the best PSNR over shifts of ±K HR px")
+    p.add_argument(
+        "--time-to-quality",
+        action="store_true",
+        help="keep CycleSR's checkpoint of every epoch and report when its SR net first passes bicubic and blind",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 2 scenes per split, 5-step epochs, 256² tests")
     args = p.parse_args(argv)
     if args.quick:
@@ -232,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         if fidelity is not None:
             print(f"Translation fidelity (CycleSR's G):\n\n{translation_table(fidelity)}\n")
         print(format_targets(targets))
+        if args.time_to_quality and "cyclesr" in row_dirs:
+            report[op]["time_to_quality"] = time_to_quality(args, row_dirs["cyclesr"], pairs, results)
+    if args.time_to_quality:
+        ttq = {op: r["time_to_quality"] for op, r in report.items() if "time_to_quality" in r}
+        print(f"\n### time to quality (CycleSR)\n\n{ttq_table(ttq)}\n")
     means = mean_over_operators(per_operator)
     mean_targets = check_targets({r: m["psnr_rgb"] for r, m in means.items()})
     print(f"\n### mean over {len(operators)} operator(s)\n\n{mean_table(per_operator, means)}\n")

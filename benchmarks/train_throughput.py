@@ -118,6 +118,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=0.0, help="peak FLOP/s of the device (for MFU)")
     p.add_argument("--assume-tflops", type=float, default=989.0, help="GPU peak for the scaling estimate (H100 bf16)")
     p.add_argument("--assume-mfu", type=float, default=0.35, help="MFU assumed for the scaling estimate")
+    p.add_argument("--roofline", action="store_true", help="per op kind FLOPs, bytes and the least step time")
+    p.add_argument("--roofline-only", action="store_true", help="print the roofline, time nothing")
+    p.add_argument("--hbm-tbps", type=float, default=3.35, help="memory bandwidth for --roofline (H100 SXM)")
+    p.add_argument("--roofline-bytes", type=int, default=2, help="bytes per element for --roofline (bf16)")
     p.add_argument("--launch", action="store_true", help="also time the trainer under accelerate launch, 1 vs 2 procs")
     p.add_argument("--launch-steps", type=int, default=40)
     p.add_argument("--launch-rounds", type=int, default=1, help="rounds of the 6 runs, order reversed every round")
@@ -159,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     results["configs"], all_rows = time_configs(args, device)
-    results["targets"] = print_targets(all_rows)
+    if args.roofline_only:
+        args.memory = args.scaling = args.launch = False
+    else:
+        results["targets"] = print_targets(all_rows)
     if args.memory:
         results["memory_mib"] = memory_section(args, device)
     if args.scaling:

@@ -31,7 +31,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     except quality_data.PhotoFetchError as err:
         pytest.skip(f"photo package not downloadable here: {err}")
     cmd = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--work", str(tmp_path), "--cache", str(CACHE)]
-    cmd += ["--quick", "--operators", "blur", "--jobs", "2"]
+    cmd += ["--quick", "--operators", "blur", "--jobs", "2", "--time-to-quality"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -47,6 +47,13 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert all(blur["wall_s"][r] > 0 for r in ("bicubic-trained", "blind", "cyclesr", "oracle"))
     assert set(blur["translation"]["mean"]) == {"G(bicubic LR)", "bicubic LR"}
     assert [t["met"] in (True, False) for t in blur["targets"]] == [True] * 3
+    # time to quality: CycleSR's SR net scored at every epoch's checkpoint after its first SR update (quick: 5-step
+    # epochs, 1 translation epoch), and where it passes each baseline is one of those points or none
+    ttq = blur["time_to_quality"]
+    assert [(p["step"], p["sr_updates"]) for p in ttq["curve"]] == [(10, 5), (15, 10)]
+    assert all(p["train_s"] > 0 and 15 < p["psnr_rgb"] < 60 for p in ttq["curve"])
+    assert set(ttq["first"]) == {"bicubic", "blind"} and all(v in [None, *ttq["curve"]] for v in ttq["first"].values())
+    assert "### time to quality" in out
     assert len(results["targets_mean"]) == 3 and "cyclesr" in results["mean_over_operators"]
 
     # each training row used the LR it is defined by

@@ -7,9 +7,12 @@ from typing import Any
 
 import torch
 
+from cyclesr_dist.cyclesr import Stage
+
 from .flops import count_step_flops
 from .report import print_stage_table
-from .setups import STAGES, config_source, make_setup
+from .roofline import print_roofline, roofline
+from .setups import STAGES, Setup, config_source, make_setup
 from .timing import time_stage
 from .variants import TINY_VARIANTS
 
@@ -19,6 +22,16 @@ def variants_for(name: str, args: argparse.Namespace, device: torch.device) -> l
     unless asked for, and for `tiny` (overhead only) anything beyond TINY_VARIANTS."""
     skip_amp = name == "reference" and device.type == "cpu" and not args.cpu_bf16_reference
     return [k for k in args.variants if not (k == "amp" and skip_amp) and (name != "tiny" or k in TINY_VARIANTS)]
+
+
+def roofline_at(setup: Setup, stage: Stage, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    """The roofline at the shapes timed on a GPU; on a CPU (whose timed shapes are shrunk) at the config's own LR
+    crop and batch, which the meta device counts for free."""
+    c = setup.config
+    own = setup.name != "tiny" and device.type == "cpu"
+    lr, batch = (c.data.hr_patch // c.data.scale, c.data.batch_size) if own else (setup.lr_size, setup.batch_size)
+    peak = args.peak_tflops or args.assume_tflops
+    return roofline(c, lr, batch, stage, peak, args.hbm_tbps, args.roofline_bytes)
 
 
 def time_configs(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Any], dict[str, dict]]:
@@ -38,6 +51,11 @@ def time_configs(args: argparse.Namespace, device: torch.device) -> tuple[dict[s
         configs[name] = {"lr": setup.lr_size, "batch": setup.batch_size, "stages": {}}
         for stage in args.stages:
             st = STAGES[stage]
+            if args.roofline_only:
+                bound = roofline_at(setup, st, device, args)
+                print_roofline(name, stage, bound)
+                configs[name]["stages"][stage] = {"roofline": bound}
+                continue
             flops = {
                 structure: count_step_flops(setup.config, setup.lr_size, setup.batch_size, st, structure)
                 for structure in ("ours", "reference")
@@ -51,4 +69,10 @@ def time_configs(args: argparse.Namespace, device: torch.device) -> tuple[dict[s
             )
             all_rows[name][stage] = rows
             configs[name]["stages"][stage] = {"rows": rows, "flops": flops, "load": res["load"]}
+            if args.roofline:
+                bound = roofline_at(setup, st, device, args)
+                ours = next((r["median_s"] for r in rows if r["variant"] == "ours"), None)
+                # A CPU time is no measure of a GPU's distance to its bound; print the bound alone there.
+                print_roofline(name, stage, bound, ours if device.type == "cuda" else None)
+                configs[name]["stages"][stage]["roofline"] = bound
     return configs, all_rows

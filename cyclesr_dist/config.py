@@ -100,7 +100,10 @@ class TrainConfig:
     val_max_shift: int = 0  # also report the best PSNR over shifts within ±K px (the reference's val_ps_offset: 10)
     deterministic: bool = False
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # each network through torch.compile (DDP backend)
+    # torch.compile's mode: "max-autotune-no-cudagraphs" searches conv/matmul kernels; "reduce-overhead" and
+    # "max-autotune" also replay CUDA graphs (GPU only; a CPU run compiles without them)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     batched_calls: bool = False  # fewer, larger G/F/D calls per step (same maths; refused with BatchNorm)
 
 

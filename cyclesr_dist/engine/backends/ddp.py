@@ -29,8 +29,10 @@ class DDPBackend(Backend):
         self.nets = nn.ModuleDict(dict(zip(names, prepared[: len(names)], strict=True)))
         self.optimizers = dict(zip(optimizers.keys(), prepared[len(names) :], strict=True))
         if config.train.compile:
+            # Fixed input shapes per run (validation uses the plain modules): dynamic=False compiles each once, where
+            # automatic-dynamic shapes would recompile on a second shape and Inductor can fail on the result.
             for name in names:
-                self.nets[name] = torch.compile(self.nets[name])
+                self.nets[name] = torch.compile(self.nets[name], mode=config.train.compile_mode, dynamic=False)
         self.groups = groups
         clip_sets = None
         if config.optim.clip_per_network:

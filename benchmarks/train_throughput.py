@@ -30,7 +30,9 @@ overhead), `demo` (configs/demo.yaml at its patch and batch), `reference` (confi
   (Adam foreach=False), `fused_adam` (`optim.fused=true`: Adam fused=True), `amp`
   (bf16 autocast on when the base precision is fp32, off when it is bf16; on CPU a fifth of the steps, and not
   for the reference config unless --cpu-bf16-reference), `compile` (each network through `torch.compile`, as
-  `train.compile=true` does; compile time is reported separately), `batched` (`train.batched_calls=true`: the same
+  `train.compile=true` does; compile time is reported separately; `compile_max`: mode max-autotune-no-cudagraphs,
+  `compile_graphs`: reduce-overhead (CUDA graphs), `compile_cl`: with channels_last, `compile_batched`: with
+  batched calls), `batched` (`train.batched_calls=true`: the same
   maths in 3 generator calls instead of 6 and 2 discriminator calls instead of 4), `batched_fused` (both).
 
 Every variant starts from the same initial weights and pool seeds; after the first step their weights are
@@ -139,7 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.variants.remove("forloop_adam")  # keep it if asked; fused is the CUDA fast path
     if args.compile and "compile" not in args.variants:
         args.variants.append("compile")
-    if "compile" in args.variants and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    if any(VARIANTS[k].compile for k in args.variants) and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         # A fresh on-disk Inductor cache, so the first compile is a cold one (later stages reuse its kernels).
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cache-")
     return args

@@ -78,12 +78,12 @@ def print_stage_table(
         "A max |Δw| of ≈ 2×lr comes from conv biases feeding an InstanceNorm: their true gradient is 0, and Adam's "
         "first step turns rounding noise of either sign into ±lr."
     )
-    if "compile" in res["first_steps"]:
-        fs = res["first_steps"]["compile"]
-        steady = statistics.median(wall["compile"])
+    for key in (k for k in res["first_steps"] if VARIANTS[k].compile):
+        fs = res["first_steps"][key]
+        steady = statistics.median(wall[key])
         print(
-            f"torch.compile: warm-up step times {', '.join(f'{x:.2f}' for x in fs)} s; "
-            f"compile time ≈ {sum(fs) - len(fs) * steady:.1f} s (warm-up total minus steady-state steps)"
+            f"{variant_label(VARIANTS[key], setup.base_bf16)}: warm-up step times {', '.join(f'{x:.2f}' for x in fs)}"
+            f" s; compile time ≈ {sum(fs) - len(fs) * steady:.1f} s (warm-up total minus steady-state steps)"
         )
     return rows
 
@@ -112,8 +112,8 @@ def print_targets(all_rows: dict[str, dict[str, list[dict]]]) -> list[str]:
             f"| {ro[0]:.2f} ({ro[1]:.2f}–{ro[2]:.2f}): {ok2} | {roc[0]:.2f} ({roc[1]:.2f}–{roc[2]:.2f}) |"
         )
         verdicts.append(f"{name}: overhead {ok1} ({ob[0]:.3f}), speed-up {ok2} ({ro[0]:.2f})")
-        for key in ("channels_last", "forloop_adam", "fused_adam", "amp", "compile", "batched", "batched_fused"):
-            if key in rows:  # reference ÷ (ours + switch), paired per repetition
+        for key in rows:
+            if key not in ("bare", "ours", "reference", "trainer"):  # reference ÷ (ours + switch), paired
                 r = paired_ratio(rows["reference"]["wall_reps"], rows[key]["wall_reps"])
                 fast.append(f"| {name} | {rows[key]['label']} | {r[0]:.2f} ({r[1]:.2f}–{r[2]:.2f}) |")
     if fast:

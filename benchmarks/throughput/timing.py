@@ -42,7 +42,7 @@ def time_stage(setup: Setup, stage: Stage, keys: list[str], args: argparse.Names
         built[key] = build_variant(VARIANTS[key], setup, stage)
         times = []
         warmup = 1 if steps_for(key, 5, device, args) == 1 else max(1, args.warmup)  # bf16 on CPU: one is plenty
-        for i in range(warmup + (args.compile_warmup if key == "compile" else 0)):
+        for i in range(warmup + (args.compile_warmup if VARIANTS[key].compile else 0)):
             sync(device)
             t0 = time.perf_counter()
             built[key].step()
@@ -57,7 +57,7 @@ def time_stage(setup: Setup, stage: Stage, keys: list[str], args: argparse.Names
     if args.steps:
         steps = args.steps
     else:  # enough steps for about --rep-seconds per variant and repetition
-        typical = statistics.median(first_steps[k][-1] for k in keys if k not in ("amp", "compile"))
+        typical = statistics.median(first_steps[k][-1] for k in keys if k != "amp" and not VARIANTS[k].compile)
         steps = max(1, min(50, round(args.rep_seconds / typical)))
 
     per_rep: dict[str, list[float]] = {k: [] for k in keys}

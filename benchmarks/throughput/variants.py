@@ -21,7 +21,7 @@ class Variant:
     channels_last: bool = False
     adam: str = "foreach"  # foreach | forloop | fused
     amp_toggle: bool = False  # flip the base precision (fp32 <-> bf16 autocast)
-    compile: bool = False
+    compile: str = ""  # torch.compile mode; "" = eager
 
 
 VARIANTS = {
@@ -35,7 +35,11 @@ VARIANTS = {
         Variant("forloop_adam", "ours", adam="forloop"),
         Variant("fused_adam", "ours", adam="fused"),
         Variant("amp", "ours", amp_toggle=True),
-        Variant("compile", "ours", compile=True),
+        Variant("compile", "ours", compile="default"),
+        Variant("compile_max", "ours", compile="max-autotune-no-cudagraphs"),
+        Variant("compile_graphs", "ours", compile="reduce-overhead"),  # CUDA graphs (GPU only)
+        Variant("compile_cl", "ours", channels_last=True, compile="default"),
+        Variant("compile_batched", "batched", compile="default"),
         Variant("batched", "batched"),
         Variant("batched_fused", "batched", adam="fused"),
     )
@@ -64,6 +68,10 @@ LABELS = {
     "forloop_adam": "ours + for-loop Adam",
     "fused_adam": "ours + fused Adam",
     "compile": "ours + torch.compile",
+    "compile_max": "ours + torch.compile max-autotune-no-cudagraphs",
+    "compile_graphs": "ours + torch.compile reduce-overhead (CUDA graphs)",
+    "compile_cl": "ours + channels_last + torch.compile",
+    "compile_batched": "ours + batched calls + torch.compile",
     "batched": "ours + batched G/F/D calls",
     "batched_fused": "ours + batched calls + fused Adam",
 }
@@ -102,11 +110,12 @@ def build_variant(v: Variant, setup: Setup, stage: Stage) -> Built:
         return Built(ref_step, nets)
 
     if v.compile:
-        # Dynamo's cache is per code object, shared by every instance of a network class: without a reset, a
-        # second input shape (another config) triggers an automatic-dynamic recompile, which Inductor fails on
-        # ("cannot determine truth value of Relational"). The trainer sees one shape per run.
-        torch._dynamo.reset()
-    called = torch.nn.ModuleDict({n: torch.compile(nets[n]) for n in NETS}) if v.compile else nets
+        # As the trainer compiles (train.compile_mode): static shapes, so another config's or variant's shape adds
+        # a graph instead of turning on automatic-dynamic shapes; enough cache entries for every variant.
+        torch._dynamo.config.recompile_limit = 64
+        called = torch.nn.ModuleDict({n: torch.compile(nets[n], mode=v.compile, dynamic=False) for n in NETS})
+    else:
+        called = nets
     model = CycleSR(called, config.loss, pool_seed=0, batched_calls=v.structure == "batched")
     ops = OptimizerOps(optimizers, clip)
 

@@ -1,0 +1,38 @@
+#!/bin/bash
+# The GPU measurements of the performance work, prepared to run in short device slots (≤ 10 min each):
+#
+#   bash benchmarks/gpu_perf.sh eager     # roofline + eager variants at the reference config     (~3 min)
+#   bash benchmarks/gpu_perf.sh compile   # torch.compile default / channels_last / batched          (~6 min)
+#   bash benchmarks/gpu_perf.sh autotune  # max-autotune-no-cudagraphs and reduce-overhead (CUDA graphs)
+#   bash benchmarks/gpu_perf.sh loader    # data-loader samples/s per worker count
+#
+# Results go to $OUT (or runs/gpu-perf): one JSON and one log per part. PEAK_TFLOPS and HBM_TBPS describe the GPU
+# (defaults: an H200's dense bf16 peak and HBM bandwidth); the roofline printed with the step times says how far
+# the step is from the least time its ops need on that GPU. Written on a machine without a GPU: not run yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+part=${1:?usage: gpu_perf.sh eager|compile|autotune|loader}
+out=${OUT:-runs/gpu-perf}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+PEAK_TFLOPS=${PEAK_TFLOPS:-989}
+HBM_TBPS=${HBM_TBPS:-4.8}
+common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLOPS" --hbm-tbps "$HBM_TBPS"
+    --no-memory --no-scaling --roofline --reps 3)
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+case $part in
+    eager)
+        variants=(bare ours reference trainer fused_adam batched batched_fused channels_last) ;;
+    compile)
+        variants=(ours compile compile_cl compile_batched) ;;
+    autotune)
+        variants=(ours compile_max compile_graphs) ;;
+    loader)
+        python benchmarks/data_throughput.py --workers 1 2 4 8 --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
+        exit 0 ;;
+    *)
+        echo "unknown part '$part': eager, compile, autotune or loader" >&2
+        exit 2 ;;
+esac
+python benchmarks/train_throughput.py "${common[@]}" --variants "${variants[@]}" --json "$out/$part.json" 2>&1 |
+    tee "$out/$part.log"

@@ -169,7 +169,7 @@ def test_stage_boundaries_and_learning_rates():
     ]
     groups = {g.name: g for g in network_groups(optim)}
     lr = {name: (lambda e, g=g: g.lr(e, stages, optim)) for name, g in groups.items()}
-    assert lr["G"](5) == 2e-4 and lr["SR"](5) == 1e-4
+    assert lr["G"](5) == 2e-4 and lr["SR"](5) == 0.0  # SR is not trained in the translation stage
     assert lr["G"](6) == 0.0 and lr["D_X"](6) == 0.0 and lr["D_Y"](6) == 0.0 and lr["SR"](6) == 1e-4
     assert lr["G"](7) == 2e-4
     assert lr["G"](100) == 2e-4 and lr["SR"](100) == 1e-4  # last flat epoch

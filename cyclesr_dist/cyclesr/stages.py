@@ -38,7 +38,9 @@ class NetworkGroup:
     base_lr: float
 
     def lr(self, epoch: int, stages: StageConfig, optim: OptimConfig) -> float:
-        if stage_for_epoch(epoch, stages) is Stage.SR_PRETRAIN and self.name != "SR":
+        """0 for the groups a stage does not train (so the logged rate says what happens; vega sets the same 0s)."""
+        stage = stage_for_epoch(epoch, stages)
+        if (stage is Stage.SR_PRETRAIN and self.name != "SR") or (stage is Stage.TRANSLATION and self.name == "SR"):
             return 0.0
         return self.base_lr * lr_factor(epoch, optim)
 

@@ -102,6 +102,10 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     batched_calls: bool = False  # fewer, larger G/F/D calls per step (same maths; refused with BatchNorm)
+    # "vega": also run the SR net where vega does, on G(x) in every translation step and a second time in a joint
+    # step. The outputs are unused; what changes is the SR BatchNorm running statistics (the eval-mode SR net).
+    # "needed": only the forwards the losses need.
+    sr_forwards: Literal["needed", "vega"] = "needed"
 
 
 @dataclass

@@ -57,6 +57,9 @@ class OptimConfig:
     clip_per_network: bool = False
     n_epoch: int = 100  # epochs at the initial learning rate
     n_epoch_decay: int = 100  # epochs of linear decay to zero after that
+    # The decay's step: "cyclegan" lr·(1 - k/(n_epoch_decay + 1)) in decay epoch k (the last epoch keeps a small
+    # rate); "vega" lr·(1 - k/n_epoch_decay) (the last epoch runs at 0).
+    lr_rule: Literal["cyclegan", "vega"] = "cyclegan"
     foreach: bool = True
     fused: bool = False  # torch's fused Adam kernel (CPU and CUDA); overrides foreach
 

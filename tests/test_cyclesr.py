@@ -178,6 +178,19 @@ def test_stage_boundaries_and_learning_rates():
     assert lr["G"](200) == pytest.approx(2e-4 / 101) and lr["G"](201) == 0.0 and lr["G"](300) == 0.0
 
 
+def test_vega_learning_rate_rule():
+    """vega (trans_model.py: update_learning_rate): lr - max(0, epoch - n_epoch)·lr/n_epoch_decay, epochs 1..200."""
+    stages, optim = StageConfig(), OptimConfig(lr_rule="vega")
+    g = {x.name: x for x in network_groups(optim)}
+    assert g["G"].lr(100, stages, optim) == 2e-4
+    for epoch in (101, 150, 199, 200):
+        vega = 2e-4 - max(0, epoch - 100) * 2e-4 / 100
+        assert g["G"].lr(epoch, stages, optim) == pytest.approx(vega, abs=1e-12)
+        assert g["SR"].lr(epoch, stages, optim) == pytest.approx(vega / 2, abs=1e-12)
+    assert g["G"].lr(200, stages, optim) == 0.0  # vega's last epoch trains at 0; CycleGAN's rule keeps lr/101
+    assert g["G"].lr(200, stages, OptimConfig()) > 0
+
+
 @pytest.mark.parametrize("stage", list(Stage))
 def test_gradient_accumulation_equals_one_larger_batch(stage):
     _, accumulated, acc_opts = make_model()

@@ -44,7 +44,7 @@ from cyclesr_dist.engine.backends import prepare_backend
 
 VEGA_YAML = Path(__file__).resolve().parents[1] / "configs" / "vega.yaml"
 STEPS_PER_EPOCH = 3
-EPOCHS = 8  # 5 translation, 1 SR pre-training, 2 joint
+EPOCHS = 9  # 5 translation, 1 SR pre-training, 3 joint; the learning rates decay over epochs 8 and 9
 BATCH, LR_SIZE, SCALE = 2, 24, 4  # 24 px: the 5-conv PatchGAN's smallest input with a non-empty patch map
 # float64. Every parameter but the dead biases (see the docstring) agrees to ~1e-17; those drift to ~1e-9.
 ATOL = 1e-7
@@ -63,6 +63,8 @@ def tiny_vega(*overrides: str) -> Config:
             "model.sr.args.nb=2",
             f"data.steps_per_epoch={STEPS_PER_EPOCH}",
             f"data.batch_size={BATCH}",
+            "optim.n_epoch=7",  # epoch 8 at half the rate, epoch 9 at vega's final 0
+            "optim.n_epoch_decay=2",
             "wandb.mode=disabled",
             *overrides,
         ],
@@ -216,7 +218,7 @@ def assert_same(mismatches: list[tuple[int, list[str]]]) -> None:
 def test_vega_yaml_steps_like_vega(pool: str):
     """configs/vega.yaml (SR BatchNorm and its statistics, per-network clipping, pre-training weight 1, the stage
     learning rates) step for step through translation -> SR pre-training -> joint."""
-    size = 1000 if pool == "pass_through" else 2  # 1000 > the 42 fakes each pool sees
+    size = 1000 if pool == "pass_through" else 2  # 1000 > the 48 fakes each pool sees
     assert_same(run_both(tiny_vega(f"loss.pool_size={size}"), draws=pool == "full"))
 
 

@@ -57,6 +57,9 @@ class OptimConfig:
     clip_per_network: bool = False
     n_epoch: int = 100  # epochs at the initial learning rate
     n_epoch_decay: int = 100  # epochs of linear decay to zero after that
+    # The decay's step: "cyclegan" lr·(1 - k/(n_epoch_decay + 1)) in decay epoch k (the last epoch keeps a small
+    # rate); "vega" lr·(1 - k/n_epoch_decay) (the last epoch runs at 0).
+    lr_rule: Literal["cyclegan", "vega"] = "cyclegan"
     foreach: bool = True
     fused: bool = False  # torch's fused Adam kernel (CPU and CUDA); overrides foreach
 
@@ -105,6 +108,10 @@ class TrainConfig:
     # "max-autotune" also replay CUDA graphs (GPU only; a CPU run compiles without them)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     batched_calls: bool = False  # fewer, larger G/F/D calls per step (same maths; refused with BatchNorm)
+    # "vega": also run the SR net where vega does, on G(x) in every translation step and a second time in a joint
+    # step. The outputs are unused; what changes is the SR BatchNorm running statistics (the eval-mode SR net).
+    # "needed": only the forwards the losses need.
+    sr_forwards: Literal["needed", "vega"] = "needed"
 
 
 @dataclass

@@ -169,13 +169,26 @@ def test_stage_boundaries_and_learning_rates():
     ]
     groups = {g.name: g for g in network_groups(optim)}
     lr = {name: (lambda e, g=g: g.lr(e, stages, optim)) for name, g in groups.items()}
-    assert lr["G"](5) == 2e-4 and lr["SR"](5) == 1e-4
+    assert lr["G"](5) == 2e-4 and lr["SR"](5) == 0.0  # SR is not trained in the translation stage
     assert lr["G"](6) == 0.0 and lr["D_X"](6) == 0.0 and lr["D_Y"](6) == 0.0 and lr["SR"](6) == 1e-4
     assert lr["G"](7) == 2e-4
     assert lr["G"](100) == 2e-4 and lr["SR"](100) == 1e-4  # last flat epoch
     assert lr["G"](101) == pytest.approx(2e-4 * (1 - 1 / 101))  # first decay epoch
     assert lr["SR"](150) == pytest.approx(1e-4 * (1 - 50 / 101))
     assert lr["G"](200) == pytest.approx(2e-4 / 101) and lr["G"](201) == 0.0 and lr["G"](300) == 0.0
+
+
+def test_vega_learning_rate_rule():
+    """vega (trans_model.py: update_learning_rate): lr - max(0, epoch - n_epoch)·lr/n_epoch_decay, epochs 1..200."""
+    stages, optim = StageConfig(), OptimConfig(lr_rule="vega")
+    g = {x.name: x for x in network_groups(optim)}
+    assert g["G"].lr(100, stages, optim) == 2e-4
+    for epoch in (101, 150, 199, 200):
+        vega = 2e-4 - max(0, epoch - 100) * 2e-4 / 100
+        assert g["G"].lr(epoch, stages, optim) == pytest.approx(vega, abs=1e-12)
+        assert g["SR"].lr(epoch, stages, optim) == pytest.approx(vega / 2, abs=1e-12)
+    assert g["G"].lr(200, stages, optim) == 0.0  # vega's last epoch trains at 0; CycleGAN's rule keeps lr/101
+    assert g["G"].lr(200, stages, OptimConfig()) > 0
 
 
 @pytest.mark.parametrize("stage", list(Stage))

@@ -55,7 +55,13 @@ class CycleSRModel:
     def __init__(self, spec: CycleSRSpec, nets: nn.ModuleDict, raw: nn.ModuleDict, rank: int) -> None:
         c = spec.config
         self.spec, self.raw = spec, raw
-        self.joint = CycleSR(nets, c.loss, pool_seed=c.seed * 1000 + rank, batched_calls=c.train.batched_calls)
+        self.joint = CycleSR(
+            nets,
+            c.loss,
+            pool_seed=c.seed * 1000 + rank,
+            batched_calls=c.train.batched_calls,
+            vega_sr_forwards=c.train.sr_forwards == "vega",
+        )
 
     def stage(self, step: int) -> Stage:
         return stage_for_epoch(self.spec.epoch(step), self.spec.config.stages)

@@ -25,8 +25,13 @@ def stage_for_epoch(epoch: int, stages: StageConfig) -> Stage:
 
 
 def lr_factor(epoch: int, optim: OptimConfig) -> float:
-    """CycleGAN's linear rule: 1 for epochs 1..n_epoch, then falling by 1/(n_epoch_decay+1) per epoch, floor 0."""
-    return max(0.0, 1.0 - max(0, epoch - optim.n_epoch) / float(optim.n_epoch_decay + 1))
+    """1 for epochs 1..n_epoch, then falling linearly per epoch, floor 0: by 1/(n_epoch_decay+1) (CycleGAN's rule)
+    or by 1/n_epoch_decay (vega's, `optim.lr_rule: vega`: epoch n_epoch + n_epoch_decay runs at 0)."""
+    decayed = max(0, epoch - optim.n_epoch)
+    if decayed == 0:
+        return 1.0
+    steps = optim.n_epoch_decay + 1 if optim.lr_rule == "cyclegan" else optim.n_epoch_decay
+    return max(0.0, 1.0 - decayed / float(max(steps, 1)))
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ class NetworkGroup:
     base_lr: float
 
     def lr(self, epoch: int, stages: StageConfig, optim: OptimConfig) -> float:
-        if stage_for_epoch(epoch, stages) is Stage.SR_PRETRAIN and self.name != "SR":
+        """0 for the groups a stage does not train (so the logged rate says what happens; vega sets the same 0s)."""
+        stage = stage_for_epoch(epoch, stages)
+        if (stage is Stage.SR_PRETRAIN and self.name != "SR") or (stage is Stage.TRANSLATION and self.name == "SR"):
             return 0.0
         return self.base_lr * lr_factor(epoch, optim)
 

@@ -39,7 +39,14 @@ class StepOps(Protocol):
 class CycleSR:
     """Holds the networks (possibly wrapped by the engine), the image pools and the loss weights."""
 
-    def __init__(self, nets: nn.ModuleDict, loss: LossConfig, pool_seed: int = 0, batched_calls: bool = False) -> None:
+    def __init__(
+        self,
+        nets: nn.ModuleDict,
+        loss: LossConfig,
+        pool_seed: int = 0,
+        batched_calls: bool = False,
+        vega_sr_forwards: bool = False,
+    ) -> None:
         if batched_calls:
             with_batch_norm = [
                 name
@@ -55,6 +62,7 @@ class CycleSR:
         self.nets = nets
         self.loss = loss
         self.batched_calls = batched_calls
+        self.vega_sr_forwards = vega_sr_forwards
         self.pool_clean = ImagePool(loss.pool_size, seed=2 * pool_seed)  # fakes for D_X
         self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
 
@@ -85,6 +93,8 @@ class CycleSR:
                         "fake_real": self.nets["gen_clean_to_real"](b["clean_lr"]),
                         "fake_clean": self.nets["gen_real_to_clean"](b["real_lr"]),
                     }
+            if self.vega_sr_forwards:
+                self._sr_statistics_forward(fakes["fake_real"], ops)
             loss_d_clean, loss_d_real = self._discriminator_losses(b, fakes["fake_clean"], fakes["fake_real"])
             # Disjoint parameters: one backward of the sum gives each D exactly its own loss's gradient.
             ops.backward((loss_d_clean + loss_d_real) / k)
@@ -192,6 +202,13 @@ class CycleSR:
             sr_out = ops.frozen(self.nets["sr"])(fake_real)
             set_requires_grad([self.nets["sr"]], True)
         return F.mse_loss(sr_out, hr)
+
+    def _sr_statistics_forward(self, fake_real: torch.Tensor, ops: StepOps) -> None:
+        """The SR forward vega makes beyond the ones the losses need: SR(G(x)) in every translation step (weight
+        0), and in a joint step its second SR(G(x)) (same input, same weights: the same batch statistics, applied
+        to the running ones a second time). Without a graph: only BatchNorm running statistics change."""
+        with torch.no_grad():
+            ops.frozen(self.nets["sr"])(fake_real.detach())
 
     def _sr_pretrain_step(self, batches: list[Batch], ops: StepOps) -> dict[str, torch.Tensor]:
         total = 0.0

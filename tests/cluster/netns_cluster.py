@@ -95,11 +95,11 @@ class NodeNetwork:
                 _ip("link", "del", name, check=False)
         self.created.clear()
 
-    def hosts_file(self, aliases: dict[str, list[str]] | None = None) -> Path:
+    def hosts_file(self, name: str = "hosts", aliases: dict[str, list[str]] | None = None) -> Path:
         """A hosts file: localhost, the gateway as this machine's name, every node (plus ``aliases[node]``)."""
         lines = ["127.0.0.1 localhost", f"{self.gateway} {os.uname().nodename.split('.')[0]}"]
         lines += [f"{self.addr[n]} {' '.join([n, *(aliases or {}).get(n, [])])}" for n in self.nodes]
-        path = self.root / f"hosts-{abs(hash(tuple(lines))) % 10**8}"
+        path = self.root / name
         path.write_text("\n".join(lines) + "\n")
         return path
 

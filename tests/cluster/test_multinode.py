@@ -30,6 +30,7 @@ from cluster_helpers import (
     read_text,
     wait_for_step,
 )
+from netns_cluster import IFACE
 from test_k8s import K8S, by_kind, render
 
 from cyclesr_dist.checkpoint_format import read_checkpoint
@@ -242,21 +243,15 @@ def test_k8s_indexed_job_pods_form_one_world_across_two_nodes(node_network, tmp_
     config = fake_config(tmp_path / "fake.yaml", max_steps=6, checkpoint={"every_steps": 1000}, fake={"step_s": 0.1})
     refs = {e["name"]: e["valueFrom"].get("fieldRef", {}) for e in container["env"] if "valueFrom" in e}
     assert "job-completion-index" in refs["PET_NODE_RANK"]["fieldPath"]
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        for index, node in enumerate(node_network.nodes):
-            env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-            env |= {"PET_NODE_RANK": str(index), "JOB_COMPLETION_INDEX": str(index)}  # the fieldRef's value
-            # 1 process per pod: no GPUs here (the overlay asks for 8 per node).
-            env |= {"PET_NPROC_PER_NODE": "1", "CONFIG": str(config), "OUTPUT_DIR": str(run_dir)}
-            argv = node_network.on_node(node, _pod_command(container, env), hostname=f"{name}-{index}", hosts=hosts)
-            out = subprocess.PIPE
-            pod_env = python_env({**env, "OMP_NUM_THREADS": "1"})
-            procs.append(subprocess.Popen(argv, env=pod_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True))
-        outs = [_output(p, timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            _kill_tree(p)
+    pods_argv_env = []
+    for index, node in enumerate(node_network.nodes):
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        env |= {"PET_NODE_RANK": str(index), "JOB_COMPLETION_INDEX": str(index)}  # the fieldRef's value
+        # 1 process per pod: no GPUs here (the overlay asks for 8 per node).
+        env |= {"PET_NPROC_PER_NODE": "1", "CONFIG": str(config), "OUTPUT_DIR": str(run_dir)}
+        argv = node_network.on_node(node, _pod_command(container, env), hostname=f"{name}-{index}", hosts=hosts)
+        pods_argv_env.append((argv, env))
+    procs, outs = _run_together(pods_argv_env)
     diag = "".join(f"\n--- pod {i}:\n{out[-6000:]}" for i, out in enumerate(outs))
     assert [p.returncode for p in procs] == [0, 0], diag
     assert env["PET_MASTER_ADDR"] == f"{name}-0.{subdomain}", diag  # used as rendered, resolved by the hosts file
@@ -264,6 +259,40 @@ def test_k8s_indexed_job_pods_form_one_world_across_two_nodes(node_network, tmp_
     assert f"host={name}-0" in outs[0] and "rank 1 finished" in outs[1], diag
     ckpt = run_dir / "checkpoints" / "step-00000006"
     assert sorted(p.name for p in ckpt.glob("rank-*")) == ["rank-0.json", "rank-1.json"], diag
+
+
+def _run_together(argv_env: list[tuple[list[str], dict[str, str]]], timeout: float = 180):
+    """Start every command at once (they rendezvous with each other); returns (processes, outputs)."""
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for argv, env in argv_env:
+            env = python_env({**env, "OMP_NUM_THREADS": "1"})
+            out = subprocess.PIPE
+            procs.append(subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True))
+        return procs, [_output(p, timeout) for p in procs]
+    finally:
+        for p in procs:
+            _kill_tree(p)
+
+
+def test_gloo_socket_ifname_when_node_names_do_not_resolve(node_network, tmp_path):
+    """The knob for nodes whose host name does not resolve (or resolves to the wrong interface): gloo would fall back
+    to the loopback address and never connect across nodes; GLOO_SOCKET_IFNAME names the interface to bind to."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")  # node1, node2 resolve nowhere
+    run_dir = tmp_path / "run"
+    config = fake_config(tmp_path / "fake.yaml", max_steps=3, checkpoint={"every_steps": 1000}, fake={"step_s": 0.1})
+    cmd = [sys.executable, "-m", "torch.distributed.run", str(FAKE_TRAIN), "--config", str(config)]
+    common = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_MASTER_ADDR": node_network.addr["node1"]}
+    common |= {"PET_MASTER_PORT": "29500", "GLOO_SOCKET_IFNAME": IFACE}
+    argv_env = [
+        (node_network.on_node(node, [*cmd, f"output_dir={run_dir}"], hosts=hosts), {**common, "PET_NODE_RANK": str(i)})
+        for i, node in enumerate(node_network.nodes)
+    ]
+    procs, outs = _run_together(argv_env, timeout=120)
+    diag = "".join(f"\n--- {node}:\n{out[-6000:]}" for node, out in zip(node_network.nodes, outs, strict=True))
+    assert [p.returncode for p in procs] == [0, 0], diag
+    assert {r["world"] for r in read_train_log(run_dir)} == {2} and logged_steps(run_dir) == [1, 2, 3], diag
 
 
 def _output(proc: subprocess.Popen[str], timeout: float) -> str:

@@ -116,3 +116,15 @@ def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
         except ValueError:
             pass
     return rows
+
+
+def checkpoint_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """Every network's weights in a run's newest complete checkpoint, as ``{"<network>.<parameter>": tensor}``."""
+    from .checkpoint_format import latest_checkpoint, load_file
+
+    ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
+    weights = {}
+    for group in ckpt.meta["groups"]:
+        for net, state in load_file(ckpt.path / f"group-{group}.pt")["nets"].items():
+            weights |= {f"{net}.{k}": v for k, v in state.items()}
+    return weights

@@ -18,6 +18,7 @@ import torch
 
 from cyclesr_dist.checkpoint_format import latest_checkpoint, load_file, read_checkpoint, verify
 from cyclesr_dist.errors import PREEMPTED as PREEMPTED_EXIT_CODE
+from cyclesr_dist.testing import checkpoint_weights as final_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -94,16 +95,6 @@ def base_overrides(data: Path, out: Path, steps: int) -> list[str]:
         "wandb.mode=disabled",
         "data.num_workers=0",
     ]
-
-
-def final_weights(out: Path) -> dict[str, torch.Tensor]:
-    ckpt = latest_checkpoint(out / "checkpoints")
-    weights = {}
-    for group in ckpt.meta["groups"]:
-        state = load_file(ckpt.path / f"group-{group}.pt")
-        for net, sd in state["nets"].items():
-            weights |= {f"{net}.{k}": v for k, v in sd.items()}
-    return weights
 
 
 def logged(out: Path) -> dict[int, dict]:

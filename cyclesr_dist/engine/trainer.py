@@ -7,6 +7,7 @@ The engine never names a network: everything model-specific comes from the `Trai
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ class Trainer:
         self.backend = prepare_backend(nets, spec.build_optimizers(nets), spec.network_groups(), config)
         accelerator = self.backend.accelerator
         self.rank, self.world_size = accelerator.process_index, accelerator.num_processes
+        # Every rank, not just rank 0: on several nodes this line shows where each rank runs (and that it started).
+        print(f"[trainer] rank {self.rank}/{self.world_size} on {socket.gethostname()}", flush=True)
         self.device, self.is_main = accelerator.device, accelerator.is_main_process
         self.model = spec.build_model(self.backend.nets, self.backend.raw_nets, self.rank)
         d, k = config.data, config.train.gradient_accumulation_steps

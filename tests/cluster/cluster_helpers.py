@@ -58,3 +58,17 @@ def wait_for_step(run_dir: Path, step: int, timeout: float, alive=lambda: True, 
 
 def read_text(path: Path, tail: int = 12000) -> str:
     return path.read_text(errors="replace")[-tail:] if path.exists() else f"<{path} missing>"
+
+
+def job_running(slurm, job_id: int):
+    """A callable: is the job still queued or running (for wait_for_step's ``alive``)?"""
+    return lambda: slurm.job_info(job_id).get("JobState") not in FINAL_STATES
+
+
+def job_diagnostics(slurm, run_dir: Path, job_id: int) -> str:
+    """The job's state, the run's output (slurm/train.sh's log), sbatch's output and the daemons' logs."""
+    return (
+        f"\n--- job {job_id}: {slurm.job_info(job_id)}\n--- run output:\n"
+        f"{read_text(run_dir / f'slurm-{job_id}.out')}\n--- sbatch output:\n"
+        f"{read_text(run_dir.parent / f'sbatch-{job_id}.out')}\n--- daemons:\n{slurm.logs()}"
+    )

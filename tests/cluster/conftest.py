@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # the helpers; the project, even when not pip-installed
 
 from cluster_helpers import REPO, python_env  # noqa: E402
+from netns_cluster import NetnsSlurmCluster, NodeNetwork  # noqa: E402
 from slurm_cluster import SlurmCluster, missing_binaries  # noqa: E402
 
 INSTALL_SCRIPT = REPO / ".ci" / "install-cluster-deps.sh"
@@ -50,6 +51,36 @@ def slurm(tmp_path_factory: pytest.TempPathFactory):
         cluster.start()
     except Exception as exc:  # noqa: BLE001 -- report the daemons' logs with the failure
         pytest.fail(f"could not start the test Slurm cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def node_network(tmp_path_factory: pytest.TempPathFactory):
+    """Two network namespaces node1, node2 on a bridge (netns_cluster.py); deleted at the end, even on failure."""
+    if os.geteuid() != 0:
+        _unavailable("the two-node tests need root for network namespaces (ip netns, veth, bridge, unshare)")
+    for tool in ("ip", "nsenter", "unshare", "mount"):
+        if shutil.which(tool) is None:
+            _unavailable(f"the two-node tests need {tool} (iproute2 / util-linux)")
+    network = NodeNetwork(tmp_path_factory.mktemp("netns"))
+    try:
+        network.create()
+    except Exception as exc:  # noqa: BLE001 -- e.g. a container that forbids new network namespaces
+        _unavailable(f"network namespaces are not permitted here: {exc}")
+    yield network
+    network.destroy()
+
+
+@pytest.fixture(scope="session")
+def slurm2(node_network: NodeNetwork, tmp_path_factory: pytest.TempPathFactory):
+    """A two-node Slurm cluster: slurmctld + munged here, a slurmd in each namespace; stopped by PID at the end."""
+    _ensure_slurm()
+    cluster = NetnsSlurmCluster(node_network, tmp_path_factory.mktemp("slurm2"))
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 -- report the daemons' logs with the failure
+        pytest.fail(f"could not start the two-node test Slurm cluster: {exc}")
     yield cluster
     cluster.stop()
 

@@ -53,7 +53,13 @@ def _cpu_count() -> int:
 
 
 class SlurmCluster:
-    """One node called ``node_name`` with all of this machine's CPUs, one partition ``debug``."""
+    """One node called ``node_name`` with all of this machine's CPUs, one partition ``debug``.
+
+    Subclasses (netns_cluster.py) change where the controller and the nodes live through ``cluster_name``,
+    ``ctld_addr``, :meth:`_node_lines`, :meth:`_daemon_argv` and :attr:`node_names`."""
+
+    cluster_name = "testcluster"
+    ctld_addr = "127.0.0.1"
 
     def __init__(self, root: Path | None = None, node_name: str | None = None, cred_expire_s: int = 5):
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="slurm-test-"))
@@ -86,8 +92,9 @@ class SlurmCluster:
             self._start_munged()
             self._start_daemon("slurmctld", ["-f", str(self.conf)])
             self._wait_for(lambda: self.run("scontrol", "ping", check=False).returncode == 0, timeout, "slurmctld")
-            self._start_daemon("slurmd", ["-f", str(self.conf), "-N", self.node_name])
-            self._wait_for(self._node_idle, timeout, "slurmd to register the node as idle")
+            for node in self.node_names:
+                self._start_daemon("slurmd", ["-f", str(self.conf), "-N", node], node=node)
+            self._wait_for(self._nodes_idle, timeout, "slurmd to register the nodes as idle")
         except BaseException:
             self.stop()
             raise
@@ -107,10 +114,8 @@ class SlurmCluster:
                     time.sleep(0.5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        for name in reversed(DAEMONS):
-            pid = self.pids.pop(name, None)
-            if pid is not None:
-                _terminate(pid)
+        for name in reversed(list(self.pids)):  # slurmd(s) first, munged last
+            _terminate(self.pids.pop(name))
         for pid in self._leftover_pids():
             _terminate(pid, wait_s=2)
 
@@ -182,7 +187,7 @@ class SlurmCluster:
 
     # -- internals ----------------------------------------------------------------------------------
     def _write_files(self) -> None:
-        for sub in ("etc", "log", "run", "state", "munge", f"spool/{self.node_name}"):
+        for sub in ("etc", "log", "run", "state", "munge", *(f"spool/{node}" for node in self.node_names)):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # Readable for job processes of any user (munge refuses group/world-writable dirs, not readable ones).
         for path in (self.root, *self.root.iterdir()):
@@ -197,8 +202,8 @@ class SlurmCluster:
         self.conf.write_text(
             "\n".join(
                 [
-                    "ClusterName=testcluster",
-                    f"SlurmctldHost={socket.gethostname().split('.')[0]}(127.0.0.1)",
+                    f"ClusterName={self.cluster_name}",
+                    f"SlurmctldHost={socket.gethostname().split('.')[0]}({self.ctld_addr})",
                     f"SlurmctldPort={_free_port()}",
                     f"SlurmdPort={_free_port()}",
                     f"SlurmUser={user}",
@@ -211,7 +216,7 @@ class SlurmCluster:
                     f"SlurmctldPidFile={r}/run/slurmctld.pid",
                     f"SlurmdPidFile={r}/run/slurmd-%n.pid",
                     f"SlurmctldLogFile={r}/log/slurmctld.log",
-                    f"SlurmdLogFile={r}/log/slurmd.log",
+                    f"SlurmdLogFile={r}/log/slurmd-%n.log",
                     "SlurmctldDebug=info",
                     "SlurmdDebug=info",
                     "ProctrackType=proctrack/linuxproc",
@@ -230,13 +235,25 @@ class SlurmCluster:
                     "MinJobAge=600",
                     "InactiveLimit=0",
                     "SlurmdTimeout=60",
-                    f"NodeName={self.node_name} NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={self.cpus}"
-                    " State=UNKNOWN",
-                    f"PartitionName=debug Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP",
+                    *self._node_lines(),
                     "",
                 ]
             )
         )
+
+    @property
+    def node_names(self) -> list[str]:
+        return [self.node_name]
+
+    def _node_lines(self) -> list[str]:
+        return [
+            f"NodeName={self.node_name} NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN",
+            f"PartitionName=debug Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP",
+        ]
+
+    def _daemon_argv(self, argv: list[str], node: str | None) -> list[str]:
+        """The command line that starts a daemon (``node``: the slurmd's node); here, as is."""
+        return argv
 
     def _start_munged(self) -> None:
         m = self.root / "munge"
@@ -258,16 +275,16 @@ class SlurmCluster:
         )
         self.pids["munged"] = self._read_pid(pid_file, "munged")
 
-    def _start_daemon(self, name: str, args: list[str]) -> None:
-        pid_file = self.root / "run" / ("slurmctld.pid" if name == "slurmctld" else f"slurmd-{self.node_name}.pid")
+    def _start_daemon(self, name: str, args: list[str], node: str | None = None) -> None:
+        pid_file = self.root / "run" / ("slurmctld.pid" if node is None else f"slurmd-{node}.pid")
         # -i: slurmctld ignores saved state it cannot read; both daemonise and write their PID file.
         extra = ["-i"] if name == "slurmctld" else []
-        proc = subprocess.run(
-            [_binary(name), *extra, *args], env=self.env(), capture_output=True, text=True, timeout=30
-        )
+        argv = self._daemon_argv([_binary(name), *extra, *args], node)
+        proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise SlurmError(f"{name} failed to start ({proc.returncode}): {proc.stderr}\n{self.logs()}")
-        self.pids[name] = self._read_pid(pid_file, name)
+        key = name if node is None or len(self.node_names) == 1 else f"{name}-{node}"
+        self.pids[key] = self._read_pid(pid_file, key)
 
     def _read_pid(self, pid_file: Path, name: str, timeout: float = 15) -> int:
         deadline = time.monotonic() + timeout
@@ -281,9 +298,12 @@ class SlurmCluster:
             time.sleep(0.05)
         raise SlurmError(f"{name} wrote no PID file {pid_file}\n{self.logs()}")
 
-    def _node_idle(self) -> bool:
-        proc = self.run("sinfo", "--noheader", "--node", self.node_name, "--format=%T", check=False)
-        return proc.returncode == 0 and proc.stdout.strip().rstrip("*") in {"idle", "mixed", "allocated"}
+    def _nodes_idle(self) -> bool:
+        nodes = ",".join(self.node_names)
+        proc = self.run("sinfo", "--noheader", "--Node", "--nodes", nodes, "--format=%N %T", check=False)
+        states = dict(line.split() for line in proc.stdout.splitlines() if len(line.split()) == 2)
+        usable = {"idle", "mixed", "allocated"}
+        return proc.returncode == 0 and all(states.get(n, "").rstrip("*") in usable for n in self.node_names)
 
     def _wait_for(self, ok, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -20,6 +20,8 @@ from cluster_helpers import (
     FINAL_STATES,
     REPO,
     fake_config,
+    job_diagnostics,
+    job_running,
     latest_checkpoint,
     logged_steps,
     python_env,
@@ -58,18 +60,6 @@ def _assert_requeued_and_completed(info: dict, run_dir: Path, last_step: int, di
     assert steps == list(range(1, last_step + 1)), f"a step was trained twice or skipped: {steps}{diag}"
 
 
-def _diagnostics(slurm, run_dir: Path, job_id: int) -> str:
-    return (
-        f"\n--- job {job_id}: {slurm.job_info(job_id)}\n--- run output:\n"
-        f"{read_text(run_dir / f'slurm-{job_id}.out')}\n--- sbatch output:\n"
-        f"{read_text(run_dir.parent / f'sbatch-{job_id}.out')}\n--- daemons:\n{slurm.logs()}"
-    )
-
-
-def _running(slurm, job_id: int):
-    return lambda: slurm.job_info(job_id).get("JobState") not in FINAL_STATES
-
-
 def test_train_sh_is_valid_bash():
     subprocess.run(["bash", "-n", str(TRAIN_SH)], check=True)
     if shutil.which("shellcheck"):
@@ -88,7 +78,7 @@ def test_sbatch_demo_runs_to_the_end(slurm, real_trainer, demo_data, tmp_path):
     overrides = [*DEMO_OVERRIDES, f"data.root={demo_data}", "max_steps=4", "checkpoint.every_steps=2"]
     job = _sbatch_train_sh(slurm, run_dir, real_trainer, overrides)
     info = slurm.wait_state(job, FINAL_STATES, timeout=300)
-    diag = _diagnostics(slurm, run_dir, job)
+    diag = job_diagnostics(slurm, run_dir, job)
 
     assert info["JobState"] == "COMPLETED", diag
     assert logged_steps(run_dir) == [1, 2, 3, 4], diag
@@ -105,10 +95,12 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm, real_trainer, demo_data, t
     run_dir = tmp_path / "run"
     overrides = [*DEMO_OVERRIDES, f"data.root={demo_data}", "max_steps=8", "checkpoint.every_steps=100"]
     job = _sbatch_train_sh(slurm, run_dir, real_trainer, overrides)
-    wait_for_step(run_dir, 2, timeout=240, alive=_running(slurm, job), what=lambda: _diagnostics(slurm, run_dir, job))
+    wait_for_step(
+        run_dir, 2, timeout=240, alive=job_running(slurm, job), what=lambda: job_diagnostics(slurm, run_dir, job)
+    )
     slurm.run("scancel", "--signal=USR1", "--batch", str(job))
     info = slurm.wait_state(job, FINAL_STATES, timeout=300)
-    diag = _diagnostics(slurm, run_dir, job)
+    diag = job_diagnostics(slurm, run_dir, job)
 
     _assert_requeued_and_completed(info, run_dir, last_step=8, diag=diag)
     out = read_text(run_dir / f"slurm-{job}.out")
@@ -124,10 +116,12 @@ def test_scontrol_requeue_resumes_from_the_signal_checkpoint(slurm, tmp_path):
     run_dir = tmp_path / "run"
     config = fake_config(tmp_path / "fake.yaml", max_steps=20, checkpoint={"every_steps": 1000}, fake={"step_s": 0.2})
     job = _sbatch_train_sh(slurm, run_dir, config, [], trainer=str(FAKE_TRAIN))
-    wait_for_step(run_dir, 5, timeout=120, alive=_running(slurm, job), what=lambda: _diagnostics(slurm, run_dir, job))
+    wait_for_step(
+        run_dir, 5, timeout=120, alive=job_running(slurm, job), what=lambda: job_diagnostics(slurm, run_dir, job)
+    )
     slurm.run("scontrol", "requeue", str(job))
     info = slurm.wait_state(job, FINAL_STATES, timeout=180)
-    diag = _diagnostics(slurm, run_dir, job)
+    diag = job_diagnostics(slurm, run_dir, job)
 
     _assert_requeued_and_completed(info, run_dir, last_step=20, diag=diag)
     out = read_text(run_dir / f"slurm-{job}.out")
@@ -170,7 +164,7 @@ def test_submitit_on_slurm_saves_requeues_and_resumes(slurm, tmp_path):
             f"\n{slurm.logs()}"
         )
 
-    wait_for_step(run_dir, 5, timeout=120, alive=_running(slurm, job), what=diag)
+    wait_for_step(run_dir, 5, timeout=120, alive=job_running(slurm, job), what=diag)
     slurm.run("scancel", "--signal=USR2", str(job))  # every task of the job's steps, as Slurm does at the time limit
     info = slurm.wait_state(job, FINAL_STATES, timeout=180)
 

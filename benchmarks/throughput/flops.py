@@ -27,9 +27,10 @@ class _NoOptimizer:
         pass
 
 
-def count_step_flops(config: Config, lr_size: int, batch_size: int, stage: Stage, structure: str) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
+def meta_step_inputs(
+    config: Config, lr_size: int, batch_size: int
+) -> tuple[torch.nn.ModuleDict, dict[str, _NoOptimizer], dict[str, torch.Tensor]]:
+    """Networks, stand-in optimizers per group and a batch, all on the meta device."""
     with torch.device("meta"):
         nets = build_networks(config.model)
     opts = {
@@ -42,6 +43,13 @@ def count_step_flops(config: Config, lr_size: int, batch_size: int, stage: Stage
         "clean_lr": torch.empty(batch_size, 3, lr_size, lr_size, device="meta"),
         "real_lr": torch.empty(batch_size, 3, lr_size, lr_size, device="meta"),
     }
+    return nets, opts, batch
+
+
+def count_step_flops(config: Config, lr_size: int, batch_size: int, stage: Stage, structure: str) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    nets, opts, batch = meta_step_inputs(config, lr_size, batch_size)
     model = CycleSR(nets, config.loss, pool_seed=0)
     with FlopCounterMode(display=False) as counter:
         if structure == "reference":

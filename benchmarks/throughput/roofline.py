@@ -21,10 +21,10 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
 from cyclesr_dist.config import Config
-from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, network_groups
+from cyclesr_dist.cyclesr import CycleSR, Stage, network_groups
 from cyclesr_dist.engine.backends.base import OptimizerOps
 
-from .flops import _NoOptimizer
+from .flops import meta_step_inputs
 
 # First matching substring of the aten op name decides its row.
 KINDS = (
@@ -85,16 +85,8 @@ def roofline(
     config: Config, lr_size: int, batch_size: int, stage: Stage, peak_tflops: float, hbm_tbps: float, bytes_el: int
 ) -> dict[str, Any]:
     """Bytes, FLOPs and least times per op kind of one optimised step; times in seconds."""
-    with torch.device("meta"):
-        nets = build_networks(config.model)
+    nets, opts, batch = meta_step_inputs(config, lr_size, batch_size)
     groups = network_groups(config.optim)
-    opts = {g.name: _NoOptimizer([p for n in g.networks for p in nets[n].parameters()]) for g in groups}
-    s = config.data.scale
-    batch = {
-        "hr": torch.empty(batch_size, 3, lr_size * s, lr_size * s, device="meta"),
-        "clean_lr": torch.empty(batch_size, 3, lr_size, lr_size, device="meta"),
-        "real_lr": torch.empty(batch_size, 3, lr_size, lr_size, device="meta"),
-    }
     model = CycleSR(nets, config.loss, pool_seed=0)
     mode = OpTraffic(bytes_el)
     with mode:

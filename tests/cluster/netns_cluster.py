@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from slurm_cluster import SlurmCluster
+from slurm_cluster import SlurmCluster, serve_until_interrupted
 
 IFACE = "cs0"  # the node side of each veth pair: the same name on every node, as eth0 on a real cluster
 
@@ -140,18 +140,10 @@ class NetnsSlurmCluster(SlurmCluster):
 
 
 if __name__ == "__main__":
-    import signal
     import sys
 
     net = NodeNetwork(Path(sys.argv[1]) if len(sys.argv) > 1 else None).create()
     try:
-        cluster = NetnsSlurmCluster(net, net.root / "slurm").start()
-        print(f"export SLURM_CONF={cluster.conf}", flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            cluster.stop()
+        serve_until_interrupted(NetnsSlurmCluster(net, net.root / "slurm").start())
     finally:
         net.destroy()

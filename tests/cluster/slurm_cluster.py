@@ -361,8 +361,8 @@ def _user_name() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-if __name__ == "__main__":
-    cluster = SlurmCluster(Path(sys.argv[1]) if len(sys.argv) > 1 else None).start()
+def serve_until_interrupted(cluster: SlurmCluster) -> None:
+    """For running a test cluster by hand: print the SLURM_CONF to export, stop the daemons on Ctrl-C."""
     print(f"export SLURM_CONF={cluster.conf}", flush=True)
     try:
         signal.pause()
@@ -370,3 +370,7 @@ if __name__ == "__main__":
         pass
     finally:
         cluster.stop()
+
+
+if __name__ == "__main__":
+    serve_until_interrupted(SlurmCluster(Path(sys.argv[1]) if len(sys.argv) > 1 else None).start())

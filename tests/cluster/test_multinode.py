@@ -42,7 +42,9 @@ TRAIN_SH = REPO / "slurm" / "train.sh"
 # ZeRO-2 with the multi-node flags from train.sh; multinode_template.yaml is the same plus bf16, which on CPU is
 # several times slower (torch_autocast on CPUs without bf16 units) and changes nothing the test checks.
 DEEPSPEED = REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml"
-STEPS = 12  # DDP: 4 steps per stage (translation, SR pre-training, joint)
+# DDP: 6 steps per stage (translation, SR pre-training, joint); the preemption test signals at step 2, so the 16
+# steps left (~0.3 s each) are the room the USR1 relay has to arrive before the job would end on its own.
+STEPS = 18
 DS_STEPS = 6  # DeepSpeed: 2 per stage; a ZeRO-2 step of the four engines takes ~7 s on these CPUs (DDP: ~0.3 s)
 
 

@@ -83,7 +83,7 @@ class DataConfig:
     hr_patch: int = 480  # HR training patch; the LR patch is hr_patch // scale
     batch_size: int = 64  # global, split over processes
     num_workers: int = 2
-    steps_per_epoch: int = 100
+    steps_per_epoch: int = 100  # 0: one pass over the HR images, ⌊count / batch_size⌋ (vega's epoch)
     pin_memory: bool = False
     val_max_images: int = 0  # 0 = all
     # How the LR input of an HR crop is made: `bicubic` (CycleSR's clean domain X) or a `data.degrade` operator
@@ -166,7 +166,7 @@ def check_config(config: Config) -> Config:
         "data.scale": (d.scale, 1),
         "data.batch_size": (d.batch_size, 1),
         "data.num_workers": (d.num_workers, 0),
-        "data.steps_per_epoch": (d.steps_per_epoch, 1),
+        "data.steps_per_epoch": (d.steps_per_epoch, 0),
         "data.val_max_images": (d.val_max_images, 0),
         "optim.n_epoch": (config.optim.n_epoch, 0),
         "optim.n_epoch_decay": (config.optim.n_epoch_decay, 0),

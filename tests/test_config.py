@@ -38,6 +38,7 @@ def test_vega_config_is_the_reference_where_the_code_can_be():
     assert c.loss.sr_pretrain_lam == 1 and c.optim.clip_per_network
     assert c.model.discriminator.args["head_channels"] == c.model.discriminator.args["ndf"]
     assert c.model.generator.args["block_padding"] == "zero"
+    assert c.data.steps_per_epoch == 0  # one pass over the HR sub-images
 
 
 def test_cross_key_checks():

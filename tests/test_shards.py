@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -15,9 +16,12 @@ import skimage
 from PIL import Image
 
 from cyclesr_dist.cli import main
-from cyclesr_dist.data.images import decode_rgb, load_rgb
+from cyclesr_dist.config import load_config
+from cyclesr_dist.data.images import decode_rgb, list_images, load_rgb
+from cyclesr_dist.data.loaders import with_epoch_from_data
 from cyclesr_dist.data.shards import crop_positions, sample_key, write_shards
 from cyclesr_dist.data.val_shards import iter_val_pairs
+from cyclesr_dist.errors import BadInput
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 HR, LR = 32, 8  # crop sizes (scale 4), tiny so the tests are fast
@@ -268,3 +272,34 @@ def test_cli_run_prints_counts_and_exits_zero(folders: dict[str, Path], tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "m" / "manifest.json").is_file()
+
+
+def test_epoch_from_data_is_one_pass_over_the_hr_crops(folders: dict[str, Path], tmp_path: Path) -> None:
+    """data.steps_per_epoch=0: an epoch is ⌊HR crops / batch⌋ steps, read from the manifest (shards) or the hr/
+    folder; too few images or a bare URL list is one clear error."""
+    manifest = write(folders, tmp_path / "shards")
+    hr = manifest["counts"]["hr"]
+    shards = [f"data.hr_shards={tmp_path / 'shards'}", "data.steps_per_epoch=0", "data.batch_size=2"]
+    config = with_epoch_from_data(load_config(None, ["data.kind=webdataset", *shards]))
+    assert hr >= 4 and config.data.steps_per_epoch == hr // 2
+    assert config.total_steps == (config.optim.n_epoch + config.optim.n_epoch_decay) * (hr // 2)
+    assert with_epoch_from_data(load_config(None, ["data.steps_per_epoch=7"])).data.steps_per_epoch == 7
+
+    (tmp_path / "folder").mkdir()
+    shutil.copytree(folders["hr"], tmp_path / "folder" / "hr")
+    folder = [f"data.root={tmp_path / 'folder'}", "data.kind=folder", "data.steps_per_epoch=0"]
+    count = len(list_images(folders["hr"]))
+    assert with_epoch_from_data(load_config(None, [*folder, "data.batch_size=1"])).data.steps_per_epoch == count
+    with pytest.raises(BadInput, match="there are .* for a batch of"):
+        with_epoch_from_data(load_config(None, [*folder, f"data.batch_size={count + 1}"]))
+    with pytest.raises(BadInput, match="list of shard URLs"):
+        with_epoch_from_data(
+            load_config(
+                None,
+                [
+                    "data.kind=webdataset",
+                    "data.steps_per_epoch=0",
+                    f"data.hr_shards={tmp_path / 'shards' / 'hr-000000.tar'}",
+                ],
+            )
+        )

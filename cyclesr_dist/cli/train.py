@@ -16,8 +16,10 @@ def register(sub: Any) -> None:
 def train(config: Any) -> int:
     """Train (or resume) `config` with the CycleSR recipe; the process exit status (errors.OK / PREEMPTED)."""
     from ..cyclesr import CycleSRSpec
+    from ..data.loaders import with_epoch_from_data
     from ..engine.trainer import Trainer
 
+    config = with_epoch_from_data(config)
     return Trainer(config, CycleSRSpec(config)).train()
 
 

@@ -3,17 +3,43 @@ the `data` section of the config (folder or WebDataset)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from ..config import DataConfig
-from ..errors import InputNotFound
+from ..config import Config, DataConfig
+from ..errors import BadInput, InputNotFound
 from .folder import FolderUnpairedLoader, IndexedLoader
-from .images import load_rgb
+from .images import list_images, load_rgb
+from .manifest import is_manifest_dir, read_manifest
 from .pairing import pair_files
 
 ValPair = tuple[str, np.ndarray, np.ndarray]  # (name, lr_uint8, hr_uint8)
+
+
+def with_epoch_from_data(config: Config) -> Config:
+    """`data.steps_per_epoch=0` resolved to one pass over the HR images (crops in shards), the last partial batch
+    dropped, as the reference counts an epoch; any other value is returned as is."""
+    data = config.data
+    if data.steps_per_epoch > 0:
+        return config
+    if data.kind == "folder":
+        count = len(list_images(Path(data.root) / "hr"))
+    elif is_manifest_dir(data.hr_shards):
+        count = int(read_manifest(data.hr_shards)["counts"]["hr"])
+    else:
+        raise BadInput(
+            "data.steps_per_epoch=0 counts the HR images in the shard folder's manifest.json, but data.hr_shards "
+            "is a list of shard URLs: give the folder, or set data.steps_per_epoch"
+        )
+    steps = count // data.batch_size
+    if steps < 1:
+        raise BadInput(
+            f"data.steps_per_epoch=0 makes an epoch one pass over the HR images, but there are {count} for a "
+            f"batch of {data.batch_size}: add images, lower data.batch_size or set data.steps_per_epoch"
+        )
+    return dataclasses.replace(config, data=dataclasses.replace(data, steps_per_epoch=steps))
 
 
 def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: int, micro_batch: int):

@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_targets(targets))
         if args.time_to_quality and "cyclesr" in row_dirs:
             report[op]["time_to_quality"] = time_to_quality(args, row_dirs["cyclesr"], pairs, results)
+            print(f"Time to quality (CycleSR):\n\n{ttq_table({op: report[op]['time_to_quality']})}\n", flush=True)
     if args.time_to_quality:
         ttq = {op: r["time_to_quality"] for op, r in report.items() if "time_to_quality" in r}
         print(f"\n### time to quality (CycleSR)\n\n{ttq_table(ttq)}\n")

@@ -91,6 +91,10 @@ class DataConfig:
     hr_to_lr: str = "bicubic"
     hr_augment: Literal["dihedral", "flips", "none"] = "dihedral"  # random transform of HR crops
     lr_augment: Literal["dihedral", "flips", "none"] = "dihedral"  # ... and of real-LR crops
+    # The range the networks train in: batches arrive in [-1, 1] and are mapped to it at the step, so every loss
+    # weight means what it means in that range (vega: [0, 1], its `to_tensor`). Stored with each network in the
+    # checkpoint and the export, so upscaling maps its input and output the same way.
+    value_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass
@@ -186,6 +190,8 @@ def check_config(config: Config) -> Config:
             raise ConfigError(f"{key}={value} must be at least {low}")
     if d.hr_patch < d.scale or d.hr_patch % d.scale:
         raise ConfigError(f"data.hr_patch={d.hr_patch} must be a positive multiple of data.scale={d.scale}")
+    if not d.value_range[0] < d.value_range[1]:
+        raise ConfigError(f"data.value_range={list(d.value_range)} must be [low, high] with low < high, e.g. [0, 1]")
     if config.stages.joint_epoch < config.stages.sr_pretrain_epoch:
         raise ConfigError(
             f"stages.joint_epoch={config.stages.joint_epoch} comes before "

@@ -39,6 +39,7 @@ def test_vega_config_is_the_reference_where_the_code_can_be():
     assert c.model.discriminator.args["head_channels"] == c.model.discriminator.args["ndf"]
     assert c.model.generator.args["block_padding"] == "zero"
     assert c.data.steps_per_epoch == 0  # one pass over the HR sub-images
+    assert c.data.value_range == (0.0, 1.0)  # vega's to_tensor
 
 
 def test_cross_key_checks():
@@ -48,6 +49,8 @@ def test_cross_key_checks():
         load_config(None, ["checkpoint.keep=0"])
     with pytest.raises(ConfigError, match="stages.joint_epoch=2 comes before stages.sr_pretrain_epoch=6"):
         load_config(None, ["stages.joint_epoch=2"])
+    with pytest.raises(ConfigError, match=r"data.value_range=\[1.0, 0.0\] must be \[low, high\] with low < high"):
+        load_config(None, ["data.value_range=[1, 0]"])
 
 
 def test_overrides_are_typed_and_nested():

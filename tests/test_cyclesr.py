@@ -280,3 +280,33 @@ def test_clip_per_network_clips_g_and_f_each_on_its_own():
     assert abs(grads["g"][0].item() - clip) < 1e-4  # clipped to the limit on its own
     torch.testing.assert_close(grads["g"][1], before[1])  # left alone: a joint clip would have scaled it too
     torch.testing.assert_close(ops.grad_norms["G"], torch.stack(before).norm())
+
+
+def test_value_range_is_mapped_at_the_networks_boundary_in_validation_and_grids():
+    """With `data.value_range: [0, 1]` the networks see [0, 1] images: validation and the sample grids call them
+    through the mapping (the same numbers as the exported net gives), not on the loaders' [-1, 1] images."""
+    import numpy as np
+
+    from cyclesr_dist.cyclesr.spec import CycleSRSpec
+    from cyclesr_dist.serve.evaluate import evaluate_pairs
+    from cyclesr_dist.serve.export import InDataRange
+
+    spec = CycleSRSpec(tiny_config(**{"data.value_range": "[0, 1]", "stages.sr_pretrain_epoch": "1"}))
+    torch.manual_seed(0)
+    nets = spec.build_networks()
+    for m in nets.modules():  # PyTorch's default init: outputs far from flat, so the mapping shows
+        if isinstance(m, torch.nn.Conv2d):
+            m.reset_parameters()
+    model = spec.build_model(nets, nets, rank=0)
+    rng = np.random.default_rng(0)
+    pairs = [("a", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), np.uint8))]
+    values = model.validate(pairs, step=1)
+    mapped = evaluate_pairs(InDataRange(nets["sr"], (0.0, 1.0)), pairs, scale=4)["mean"]["psnr_rgb"]
+    unmapped = evaluate_pairs(nets["sr"], pairs, scale=4)["mean"]["psnr_rgb"]
+    assert values["val/psnr_rgb"] == pytest.approx(mapped) and abs(mapped - unmapped) > 0.1
+    batch = random_batch()
+    grid = model.sample_grids(batch, [])["samples/translation"]
+    with torch.no_grad():
+        fake = nets["gen_clean_to_real"](batch["clean_lr"][:1].add(1).mul(0.5)).mul(2).sub(1)
+    expected = fake[0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(grid[:, 16:32], expected)

@@ -160,21 +160,62 @@ def test_cli_upscale_export_eval(net: torch.nn.Module, lr_image: np.ndarray, tmp
     assert main(f"eval --checkpoint {tmp_path}/nope.pt --lr x --hr y".split()) == 2
 
 
+class SROnly:
+    """What a backend hands the checkpoint manager, for a run whose only group is the SR net."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net = net
+
+    def group_states(self) -> dict:
+        return {"SR": {"nets": {"sr": self.net.state_dict()}, "optimizer": {}}}
+
+    def save_sharded(self, step_dir) -> None:
+        pass
+
+
 def test_load_from_training_checkpoint_dir(net: torch.nn.Module, lr_image: np.ndarray, tmp_path, capsys) -> None:
     from cyclesr_dist.engine.checkpoint import CheckpointManager
 
-    class SROnly:  # what a backend hands the checkpoint manager, for a run whose only group is the SR net
-        def group_states(self):
-            return {"SR": {"nets": {"sr": net.state_dict()}, "optimizer": {}}}
-
-        def save_sharded(self, step_dir):
-            pass
-
     meta = {"networks": {"sr": {"group": "SR", "registry": "sr", "name": "vdsr_lr", "args": NET_ARGS}}, "export": "sr"}
-    CheckpointManager(tmp_path / "run" / "checkpoints", keep=1).save(7, meta, SROnly(), {})
+    CheckpointManager(tmp_path / "run" / "checkpoints", keep=1).save(7, meta, SROnly(net), {})
     expected = upscale_image(net, lr_image, tile=None)
     # a step directory, the checkpoints/ directory and the run's output directory all resolve to it
     for path in ("run/checkpoints/step-00000007", "run/checkpoints", "run"):
         np.testing.assert_array_equal(upscale_image(load_sr(tmp_path / path), lr_image, tile=None), expected)
     assert main(f"export --checkpoint {tmp_path}/run --out {tmp_path}/sr.pt".split()) == 0
     np.testing.assert_array_equal(upscale_image(load_sr(tmp_path / "sr.pt"), lr_image, tile=None), expected)
+
+
+def test_a_net_trained_in_another_value_range_upscales_in_it(
+    net: torch.nn.Module, lr_image: np.ndarray, tmp_path
+) -> None:
+    """A net trained with `data.value_range: [0, 1]` (vega's) gets its input in [0, 1] and its output read back
+    from [0, 1], from an export and from a training checkpoint (the range stored with the network); files without
+    a range are [-1, 1] nets."""
+    from cyclesr_dist.data.images import uint8_to_model
+    from cyclesr_dist.engine.checkpoint import CheckpointManager
+
+    with torch.no_grad():
+        x = uint8_to_model(lr_image).unsqueeze(0)
+        expected = (net(x.add(1).mul(0.5)).mul(2).sub(1))[0]  # [-1, 1] -> [0, 1] -> net -> [-1, 1]
+    assert (expected - net(x)[0]).abs().max() > 0.1  # the mapping matters for this net
+
+    export_sr(net, "vdsr_lr", NET_ARGS, tmp_path / "sr.pt", value_range=(0.0, 1.0))
+    assert torch.load(tmp_path / "sr.pt", weights_only=True)["value_range"] == [0.0, 1.0]
+    torch.testing.assert_close(upscale_tensor(load_sr(tmp_path / "sr.pt"), lr_image, tile=16), expected)
+
+    entry = {"group": "SR", "registry": "sr", "name": "vdsr_lr", "args": NET_ARGS, "value_range": [0, 1]}
+    CheckpointManager(tmp_path / "run" / "checkpoints", keep=1).save(
+        3, {"networks": {"sr": entry}, "export": "sr"}, SROnly(net), {}
+    )
+    torch.testing.assert_close(upscale_tensor(load_sr(tmp_path / "run"), lr_image, tile=None), expected)
+    assert main(f"export --checkpoint {tmp_path}/run --out {tmp_path}/re.pt".split()) == 0  # the range travels
+    torch.testing.assert_close(upscale_tensor(load_sr(tmp_path / "re.pt"), lr_image, tile=None), expected)
+
+    del entry["value_range"]  # a checkpoint from before the option
+    CheckpointManager(tmp_path / "old" / "checkpoints", keep=1).save(
+        3, {"networks": {"sr": entry}, "export": "sr"}, SROnly(net), {}
+    )
+    torch.testing.assert_close(
+        upscale_tensor(load_sr(tmp_path / "old"), lr_image, tile=None), upscale_tensor(net, lr_image, tile=None)
+    )

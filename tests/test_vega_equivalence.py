@@ -40,6 +40,7 @@ from vega_transcript import VegaCycleSR
 
 from cyclesr_dist.config import Config, load_config
 from cyclesr_dist.cyclesr.spec import CycleSRSpec
+from cyclesr_dist.data.images import to_value_range
 from cyclesr_dist.engine.backends import prepare_backend
 
 VEGA_YAML = Path(__file__).resolve().parents[1] / "configs" / "vega.yaml"
@@ -72,14 +73,23 @@ def tiny_vega(*overrides: str) -> Config:
 
 
 def batches(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """Images in [0, 1] (vega's `to_tensor`): HR, its bicubic ×4 downscale, an unrelated real LR."""
+    """Images in [-1, 1] as the project's loaders give them (vega gets `to_vega`'s [0, 1] view): HR, its bicubic
+    ×4 downscale, an unrelated real LR."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
         hr = torch.rand(BATCH, 3, LR_SIZE * SCALE, LR_SIZE * SCALE, generator=g)
         clean = F.interpolate(hr, scale_factor=1 / SCALE, mode="bicubic", antialias=True).clamp(0, 1)
-        out.append({"hr": hr, "clean_lr": clean, "real_lr": torch.rand(BATCH, 3, LR_SIZE, LR_SIZE, generator=g)})
+        real = torch.rand(BATCH, 3, LR_SIZE, LR_SIZE, generator=g)
+        out.append({k: v * 2 - 1 for k, v in {"hr": hr, "clean_lr": clean, "real_lr": real}.items()})
     return out
+
+
+def to_vega(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """vega's data range, [0, 1] (its `to_tensor`), fixed here whatever the config says: the project must map its
+    [-1, 1] batches to it (`data.value_range`) for the two sides to agree. The same function the project uses,
+    so both sides see the same floats."""
+    return {k: to_value_range(v, (0.0, 1.0)) for k, v in batch.items()}
 
 
 class TorchDraws:
@@ -196,7 +206,8 @@ def run_both(
             b = data[project.step_count]
             for net in vega_nets(vega).values():  # vega: model.set_mode('train') before every batch
                 net.train()
-            vega.optimize_CycleSR({"X": b["clean_lr"], "Y": b["real_lr"], "HR": b["hr"]}, epoch)
+            v = to_vega(b)
+            vega.optimize_CycleSR({"X": v["clean_lr"], "Y": v["real_lr"], "HR": v["hr"]}, epoch)
             size = BATCH // micro
             project.step([{k: v[i * size : (i + 1) * size] for k, v in b.items()} for i in range(micro)])
             bad = differences(project, vega, atol)
@@ -228,6 +239,7 @@ def test_vega_yaml_steps_like_vega(pool: str):
         "optim.clip_per_network=false",  # G and F clipped as one: differs from step 1 (the G norm is ~85 > 50)
         "loss.sr_pretrain_lam=1000",  # the project's default weight: differs from the first pre-training step
         "train.sr_forwards=needed",  # the SR BatchNorm running statistics differ from step 1
+        "data.value_range=[-1,1]",  # the project's default range: every loss weight means something else
     ],
 )
 def test_the_comparison_sees_each_vega_setting(change: str):

@@ -125,9 +125,9 @@ def run_export(args: argparse.Namespace) -> int:
     from ..serve.export import build_sr, export_sr, read_sr_source
     from ..serve.tiling import net_upscale
 
-    name, net_args, state = read_sr_source(args.checkpoint)
-    net = build_sr(name, net_args, state)
-    path = export_sr(net, name, net_args, args.out)
+    source = read_sr_source(args.checkpoint)
+    net = build_sr(source.name, source.args, source.state_dict)
+    path = export_sr(net, source.name, source.args, args.out, source.value_range)
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"exported {name} {net_args} (x{net_upscale(net)}, {n_params / 1e6:.2f}M params) -> {path}")
+    print(f"exported {source.name} {source.args} (x{net_upscale(net)}, {n_params / 1e6:.2f}M params) -> {path}")
     return 0

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, OptimConfig
+from ..data.images import DATA_RANGE
 from ..models import build_network
 from .stages import network_groups
 
@@ -23,11 +24,17 @@ ROLES = {
 EXPORTED = "sr"  # the network a finished run is for
 
 
-def network_configs(model: ModelConfig) -> dict[str, dict[str, Any]]:
-    """{network: {"registry", "name", "args"}}: enough to rebuild any network from a checkpoint alone."""
+def network_configs(model: ModelConfig, value_range: tuple[float, float] = DATA_RANGE) -> dict[str, dict[str, Any]]:
+    """{network: {"registry", "name", "args", "value_range"}}: enough to rebuild and call any network from a
+    checkpoint alone."""
     entries = {"generator": model.generator, "discriminator": model.discriminator, "sr": model.sr}
     return {
-        net: {"registry": role, "name": entries[role].name, "args": dict(entries[role].args)}
+        net: {
+            "registry": role,
+            "name": entries[role].name,
+            "args": dict(entries[role].args),
+            "value_range": list(value_range),
+        }
         for net, role in ROLES.items()
     }
 

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..data.images import to_value_range
+from ..serve.export import in_data_range
 from .networks import EXPORTED, build_networks, build_optimizers, network_configs
 from .stages import Stage, network_groups, stage_for_epoch
 from .step import Batch, CycleSR, StepOps
@@ -36,7 +38,7 @@ class CycleSRSpec:
         return {g.name: g.networks for g in self.groups}
 
     def network_configs(self) -> dict[str, dict[str, Any]]:
-        return network_configs(self.config.model)
+        return network_configs(self.config.model, self.config.data.value_range)
 
     def build_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         return build_optimizers(nets, self.config.optim)
@@ -55,6 +57,10 @@ class CycleSRModel:
     def __init__(self, spec: CycleSRSpec, nets: nn.ModuleDict, raw: nn.ModuleDict, rank: int) -> None:
         c = spec.config
         self.spec, self.raw = spec, raw
+        self.value_range = c.data.value_range
+        # Inference (grids, validation) takes and gives [-1, 1] images whatever range the networks train in.
+        self.gen_clean_to_real = in_data_range(raw["gen_clean_to_real"], self.value_range)
+        self.sr = in_data_range(raw["sr"], self.value_range)
         self.joint = CycleSR(
             nets,
             c.loss,
@@ -70,19 +76,19 @@ class CycleSRModel:
         return {"epoch": self.spec.epoch(step), "stage": self.stage(step).value}
 
     def train_step(self, micro_batches: list[Batch], step: int, ops: StepOps) -> dict[str, torch.Tensor]:
-        return self.joint.optimize_parameters(micro_batches, self.stage(step), ops)
+        """Batches arrive in [-1, 1]; the networks train, and every loss is taken, in `data.value_range`."""
+        in_range = [{k: to_value_range(v, self.value_range) for k, v in b.items()} for b in micro_batches]
+        return self.joint.optimize_parameters(in_range, self.stage(step), ops)
 
     def sample_grids(self, batch: Batch, val_pairs: list[ValPair]) -> dict[str, np.ndarray]:
-        return sample_grids(
-            self.raw["gen_clean_to_real"], self.raw["sr"], batch, val_pairs, self.spec.config.data.scale
-        )
+        return sample_grids(self.gen_clean_to_real, self.sr, batch, val_pairs, self.spec.config.data.scale)
 
     def validate(self, val_pairs: list[ValPair], step: int) -> dict[str, float]:
         """G against the true LR always; the SR net once it has been trained (not in the translation stage)."""
         scale = self.spec.config.data.scale
-        values = validate_translation(self.raw["gen_clean_to_real"], val_pairs, scale)
+        values = validate_translation(self.gen_clean_to_real, val_pairs, scale)
         if self.stage(max(0, step - 1)) is not Stage.TRANSLATION:
-            values |= validate_sr(self.raw["sr"], val_pairs, scale, self.spec.config.train.val_max_shift)
+            values |= validate_sr(self.sr, val_pairs, scale, self.spec.config.train.val_max_shift)
         return values
 
     def state_dict(self) -> dict:

@@ -1,7 +1,9 @@
 """Image I/O and the value range used everywhere.
 
-Convention: tensors fed to and produced by every network are float32 in **[-1, 1]** (CycleGAN's tanh range),
-CHW (or NCHW). Files on disk and tar members are 8-bit RGB. `to_model_range` / `to_unit_range` convert.
+Convention: image tensors everywhere outside a network's own arithmetic (data, metrics, serving) are float32 in
+**[-1, 1]** (CycleGAN's tanh range), CHW (or NCHW). Files on disk and tar members are 8-bit RGB. A recipe may
+train its networks on another range (`data.value_range`, e.g. vega's [0, 1]); `to_value_range` /
+`from_value_range` convert at the network's boundary, the only place that range exists.
 """
 
 from __future__ import annotations
@@ -99,6 +101,25 @@ def model_to_uint8(t: torch.Tensor) -> np.ndarray:
 
 def to_unit_range(t: torch.Tensor) -> torch.Tensor:
     return t.add(1).mul(0.5)
+
+
+DATA_RANGE = (-1.0, 1.0)
+
+
+def to_value_range(t: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """[-1, 1] -> `value_range` (affine); the tensor itself when that is [-1, 1], so the default costs nothing."""
+    low, high = value_range
+    if (low, high) == DATA_RANGE:
+        return t
+    return t.add(1).mul((high - low) / 2).add(low)
+
+
+def from_value_range(t: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """`value_range` -> [-1, 1], the inverse of `to_value_range`."""
+    low, high = value_range
+    if (low, high) == DATA_RANGE:
+        return t
+    return t.sub(low).mul(2 / (high - low)).sub(1)
 
 
 def bicubic_resize(t: torch.Tensor, scale: float) -> torch.Tensor:

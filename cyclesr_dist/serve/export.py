@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from ..atomic import atomic_write
 from ..checkpoint_format import find_checkpoint, network_state
+from ..data.images import DATA_RANGE, from_value_range, to_value_range
 from ..errors import BadInput, InputNotFound
 from ..models import build_network
 from ..torch_utils import unwrap
@@ -29,11 +30,40 @@ def _plain(value: Any, where: str) -> Any:
     raise TypeError(f"{where}: {type(value).__name__} is not a plain type (None/bool/int/float/str/list/dict)")
 
 
-def export_sr(net: nn.Module, name: str, args: dict[str, Any] | None, path: str | Path) -> Path:
-    """Write the SR network alone: {format, name, args, upscale, state_dict}, plain types + CPU tensors.
+class InDataRange(nn.Module):
+    """A network trained on images in `value_range` (`data.value_range`), called on images in the data
+    convention [-1, 1]: input and output mapped at its boundary. Shows the wrapped net's `upscale`/`multiple`."""
 
-    `name`/`args` are its `SR_NETS` registry entry (`SR_NETS.build(name, args)` must rebuild it). Loadable with
-    `torch.load(path, weights_only=True)`; written atomically.
+    def __init__(self, net: nn.Module, value_range: tuple[float, float]) -> None:
+        super().__init__()
+        self.net, self.value_range = net, (float(value_range[0]), float(value_range[1]))
+        for attr in ("upscale", "multiple"):
+            if hasattr(net, attr):
+                setattr(self, attr, getattr(net, attr))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return from_value_range(self.net(to_value_range(x, self.value_range)), self.value_range)
+
+
+def in_data_range(net: nn.Module, value_range: tuple[float, float] | list[float] | None) -> nn.Module:
+    """`net` itself when it was trained in [-1, 1] (or no range is recorded: files from before the option)."""
+    if value_range is None or tuple(float(v) for v in value_range) == DATA_RANGE:
+        return net
+    return InDataRange(net, (value_range[0], value_range[1]))
+
+
+def export_sr(
+    net: nn.Module,
+    name: str,
+    args: dict[str, Any] | None,
+    path: str | Path,
+    value_range: tuple[float, float] | list[float] = DATA_RANGE,
+) -> Path:
+    """Write the SR network alone: {format, name, args, upscale, value_range, state_dict}, plain types + CPU
+    tensors.
+
+    `name`/`args` are its `SR_NETS` registry entry (`SR_NETS.build(name, args)` must rebuild it); `value_range` the
+    range it was trained in. Loadable with `torch.load(path, weights_only=True)`; written atomically.
     """
     plain = unwrap(net)
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in plain.state_dict().items()}
@@ -42,19 +72,27 @@ def export_sr(net: nn.Module, name: str, args: dict[str, Any] | None, path: str 
         "name": str(name),
         "args": _plain(dict(args or {}), "export_sr args"),
         "upscale": net_upscale(plain),
+        "value_range": [float(v) for v in value_range],
         "state_dict": state,
     }
     atomic_write(path, lambda f: torch.save(payload, f))
     return Path(path)
 
 
-def read_sr_source(path: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    """(registry name, args, state_dict) of an exported SR file or a training checkpoint (a step, `checkpoints/`
-    or run folder; only the exported network's group file is read)."""
+class SRSource(NamedTuple):
+    name: str  # SR_NETS registry name
+    args: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    value_range: tuple[float, float]  # the range it was trained in ([-1, 1] for files from before the option)
+
+
+def read_sr_source(path: str | Path) -> SRSource:
+    """The SR network of an exported SR file or a training checkpoint (a step, `checkpoints/` or run folder; only
+    the exported network's group file is read)."""
     path = Path(path)
     if path.is_dir():
         entry, state = network_state(find_checkpoint(path))
-        return entry["name"], dict(entry["args"] or {}), state
+        return SRSource(entry["name"], dict(entry["args"] or {}), state, _range(entry))
     if not path.is_file():
         raise InputNotFound(f"checkpoint not found: {path}")
     try:
@@ -66,7 +104,12 @@ def read_sr_source(path: str | Path) -> tuple[str, dict[str, Any], dict[str, tor
             f"{path} is not an exported SR network (format {EXPORT_FORMAT!r}); "
             "pass a training checkpoint directory (OUT/checkpoints/step-XXXXXXXX) or a file from `cyclesr export`"
         )
-    return payload["name"], dict(payload["args"]), payload["state_dict"]
+    return SRSource(payload["name"], dict(payload["args"]), payload["state_dict"], _range(payload))
+
+
+def _range(entry: dict[str, Any]) -> tuple[float, float]:
+    low, high = entry.get("value_range") or DATA_RANGE
+    return float(low), float(high)
 
 
 def build_sr(name: str, args: dict[str, Any], state_dict: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
@@ -76,8 +119,9 @@ def build_sr(name: str, args: dict[str, Any], state_dict: dict[str, torch.Tensor
 
 
 def load_sr(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The SR network from an exported file or a training checkpoint directory, on `device`, in eval mode."""
-    name, args, state = read_sr_source(path)
-    net = build_sr(name, args, state, device=str(device))
+    """The SR network from an exported file or a training checkpoint directory, on `device`, in eval mode, taking
+    and giving images in [-1, 1] whatever range it was trained in."""
+    source = read_sr_source(path)
+    net = build_sr(source.name, source.args, source.state_dict, device=str(device))
     net.requires_grad_(False)
-    return net
+    return in_data_range(net, source.value_range)

@@ -22,7 +22,7 @@ from cyclesr_dist.errors import UserError
 from cyclesr_dist.metrics import translation_metrics
 from cyclesr_dist.models import build_network
 from cyclesr_dist.serve.evaluate import evaluate_pairs
-from cyclesr_dist.serve.export import in_data_range, load_sr
+from cyclesr_dist.serve.export import in_data_range, load_sr, recorded_range
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def load_generator(run_dir: Path) -> torch.nn.Module:
     entry, state = network_state(find_checkpoint(run_dir), "gen_clean_to_real")
     net = build_network("generator", entry["name"], entry["args"])
     net.load_state_dict(state)
-    return in_data_range(net.eval().requires_grad_(False), entry.get("value_range"))
+    return in_data_range(net.eval().requires_grad_(False), recorded_range(entry))
 
 
 # ----------------------------------------------------------------------------------------------------- training

@@ -99,10 +99,6 @@ def model_to_uint8(t: torch.Tensor) -> np.ndarray:
     return t.to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def to_unit_range(t: torch.Tensor) -> torch.Tensor:
-    return t.add(1).mul(0.5)
-
-
 DATA_RANGE = (-1.0, 1.0)
 
 

@@ -36,7 +36,7 @@ class InDataRange(nn.Module):
 
     def __init__(self, net: nn.Module, value_range: tuple[float, float]) -> None:
         super().__init__()
-        self.net, self.value_range = net, (float(value_range[0]), float(value_range[1]))
+        self.net, self.value_range = net, value_range
         for attr in ("upscale", "multiple"):
             if hasattr(net, attr):
                 setattr(self, attr, getattr(net, attr))
@@ -45,11 +45,16 @@ class InDataRange(nn.Module):
         return from_value_range(self.net(to_value_range(x, self.value_range)), self.value_range)
 
 
-def in_data_range(net: nn.Module, value_range: tuple[float, float] | list[float] | None) -> nn.Module:
-    """`net` itself when it was trained in [-1, 1] (or no range is recorded: files from before the option)."""
-    if value_range is None or tuple(float(v) for v in value_range) == DATA_RANGE:
-        return net
-    return InDataRange(net, (value_range[0], value_range[1]))
+def in_data_range(net: nn.Module, value_range: tuple[float, float]) -> nn.Module:
+    """`net` itself when it was trained in [-1, 1]."""
+    return net if tuple(value_range) == DATA_RANGE else InDataRange(net, value_range)
+
+
+def recorded_range(entry: dict[str, Any]) -> tuple[float, float]:
+    """The range a checkpoint's network entry or an export says its net was trained in; [-1, 1] when it says
+    nothing (files from before the option)."""
+    low, high = entry.get("value_range") or DATA_RANGE
+    return float(low), float(high)
 
 
 def export_sr(
@@ -92,7 +97,7 @@ def read_sr_source(path: str | Path) -> SRSource:
     path = Path(path)
     if path.is_dir():
         entry, state = network_state(find_checkpoint(path))
-        return SRSource(entry["name"], dict(entry["args"] or {}), state, _range(entry))
+        return SRSource(entry["name"], dict(entry["args"] or {}), state, recorded_range(entry))
     if not path.is_file():
         raise InputNotFound(f"checkpoint not found: {path}")
     try:
@@ -104,12 +109,7 @@ def read_sr_source(path: str | Path) -> SRSource:
             f"{path} is not an exported SR network (format {EXPORT_FORMAT!r}); "
             "pass a training checkpoint directory (OUT/checkpoints/step-XXXXXXXX) or a file from `cyclesr export`"
         )
-    return SRSource(payload["name"], dict(payload["args"]), payload["state_dict"], _range(payload))
-
-
-def _range(entry: dict[str, Any]) -> tuple[float, float]:
-    low, high = entry.get("value_range") or DATA_RANGE
-    return float(low), float(high)
+    return SRSource(payload["name"], dict(payload["args"]), payload["state_dict"], recorded_range(payload))
 
 
 def build_sr(name: str, args: dict[str, Any], state_dict: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:

@@ -212,6 +212,12 @@ def test_a_net_trained_in_another_value_range_upscales_in_it(
     assert main(f"export --checkpoint {tmp_path}/run --out {tmp_path}/re.pt".split()) == 0  # the range travels
     torch.testing.assert_close(upscale_tensor(load_sr(tmp_path / "re.pt"), lr_image, tile=None), expected)
 
+    payload = torch.load(tmp_path / "sr.pt", weights_only=True) | {"value_range": "zero to one"}  # damaged
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"recorded value_range 'zero to one' is not \[low, high\]"):
+        load_sr(tmp_path / "bad.pt")
+    assert main(f"upscale --checkpoint {tmp_path}/bad.pt --out {tmp_path}/o {tmp_path}/sr.pt".split()) == 2
+
     del entry["value_range"]  # a checkpoint from before the option
     CheckpointManager(tmp_path / "old" / "checkpoints", keep=1).save(
         3, {"networks": {"sr": entry}, "export": "sr"}, SROnly(net), {}

@@ -53,8 +53,15 @@ def in_data_range(net: nn.Module, value_range: tuple[float, float]) -> nn.Module
 def recorded_range(entry: dict[str, Any]) -> tuple[float, float]:
     """The range a checkpoint's network entry or an export says its net was trained in; [-1, 1] when it says
     nothing (files from before the option)."""
-    low, high = entry.get("value_range") or DATA_RANGE
-    return float(low), float(high)
+    recorded = entry.get("value_range") or DATA_RANGE
+    try:
+        low, high = (float(v) for v in recorded)
+    except (TypeError, ValueError):
+        raise BadInput(
+            f"the network's recorded value_range {recorded!r} is not [low, high]; the file is damaged: re-export it "
+            "from its training checkpoint (`cyclesr export`)"
+        ) from None
+    return low, high
 
 
 def export_sr(

@@ -45,6 +45,10 @@ class LossConfig:
     # Not in the reference: weight of `spectrum_loss` (G's batch-mean log spectrum vs. the real LR's) in the
     # generator update, every stage; 0 disables.
     lambda_spectral: float = 0.0
+    # Not in the reference: a Gaussian σ (LR px) > 0 makes the cycle and identity L1s compare only the images' low
+    # band, blur_σ(a) vs blur_σ(b), leaving the fine band (noise, JPEG, sharpening) to the discriminators alone; 0 =
+    # full band (the reference).
+    content_low_pass: float = 0.0
 
 
 @dataclass
@@ -177,6 +181,7 @@ def check_config(config: Config) -> Config:
         "optim.grad_clip": (config.optim.grad_clip, 0),
         "loss.pool_size": (config.loss.pool_size, 0),
         "loss.lambda_spectral": (config.loss.lambda_spectral, 0),
+        "loss.content_low_pass": (config.loss.content_low_pass, 0),
         "train.gradient_accumulation_steps": (t.gradient_accumulation_steps, 1),
         "train.log_every": (t.log_every, 1),
         "train.image_every": (t.image_every, 0),
@@ -192,6 +197,11 @@ def check_config(config: Config) -> Config:
         raise ConfigError(f"data.hr_patch={d.hr_patch} must be a positive multiple of data.scale={d.scale}")
     if not d.value_range[0] < d.value_range[1]:
         raise ConfigError(f"data.value_range={list(d.value_range)} must be [low, high] with low < high, e.g. [0, 1]")
+    if config.model.generator.args.get("jpeg_quality") and tuple(d.value_range) != (-1.0, 1.0):
+        raise ConfigError(
+            f"model.generator.args.jpeg_quality works on 8-bit values mapped to [-1, 1], but data.value_range is "
+            f"{list(d.value_range)}: leave data.value_range at [-1, 1] or drop jpeg_quality"
+        )
     if config.stages.joint_epoch < config.stages.sr_pretrain_epoch:
         raise ConfigError(
             f"stages.joint_epoch={config.stages.joint_epoch} comes before "

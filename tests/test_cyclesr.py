@@ -104,6 +104,26 @@ def test_spectral_term_reaches_g_only_and_only_when_weighted():
     torch.testing.assert_close(grads["1"]["gen_real_to_clean"], grads["0"]["gen_real_to_clean"], rtol=0, atol=0)
 
 
+def test_content_low_pass_makes_cycle_and_identity_blind_to_the_fine_band_only():
+    """With loss.content_low_pass a pixel-level pattern (noise, JPEG grain) costs the cycle/identity L1 almost
+    nothing, a change of colour costs it in full; the step's cycle and identity losses use that L1."""
+    _, full, _ = make_model()
+    _, low, _ = make_model(**{"loss.content_low_pass": "1.0"})
+    target = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows, cols = torch.meshgrid(torch.arange(24), torch.arange(24), indexing="ij")
+    checker = 0.1 * (1 - 2 * ((rows + cols) % 2)).float()
+    assert full._content(target + checker, target) == pytest.approx(0.1, rel=1e-4)
+    assert low._content(target + checker, target) < 0.01
+    assert low._content(target + 0.1, target) == pytest.approx(0.1, rel=1e-4)
+    losses = {}
+    for name, model_and_opts in (("full", make_model()), ("low", make_model(**{"loss.content_low_pass": "1.0"}))):
+        _, model, optimizers = model_and_opts
+        losses[name] = model.optimize_parameters(random_batch(), Stage.TRANSLATION, OptimizerOps(optimizers, 0.0))
+    for term in ("loss/G_cycle", "loss/G_identity"):
+        assert losses["low"][term] < 0.9 * losses["full"][term], term
+    torch.testing.assert_close(losses["low"]["loss/D_Y"], losses["full"]["loss/D_Y"])
+
+
 def test_translation_stage_does_not_touch_sr_and_pretrain_touches_only_sr():
     config, model, optimizers = make_model()
     before = copy.deepcopy(model.nets.state_dict())

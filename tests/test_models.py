@@ -189,18 +189,18 @@ def test_band_discriminator_sees_the_band_next_to_the_finest_and_still_ignores_c
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32) * 1.2 - 0.6
-    bands = GaussianBands(3, [1.0, 2.0])
+    bands = GaussianBands([1.0, 2.0])
     out = bands(x)
     assert out.shape == (2, 6, 32, 32)
     # the bands add up to everything above the last edge (a telescoping sum)
-    torch.testing.assert_close(out[:, :3] + out[:, 3:], x - GaussianBlur(3, 2.0)(x))
+    torch.testing.assert_close(out[:, :3] + out[:, 3:], x - GaussianBlur(2.0)(x))
     two = DISCRIMINATORS.build("patchgan", {"ndf": 8, "n_layers": 2, "bands": [1.0, 2.0]})
     shifted = x + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
     with torch.no_grad():
         assert torch.allclose(two(x), two(shifted), atol=1e-5)
     # Under noise, a further blur of σ 1.5 is hard to see in the finest band (noise fills it) and plain in the next
-    smooth = GaussianBlur(3, 1.0)(x)
-    noisy = [img + 0.05 * torch.randn_like(img) for img in (smooth, GaussianBlur(3, 1.5)(smooth))]
+    smooth = GaussianBlur(1.0)(x)
+    noisy = [img + 0.05 * torch.randn_like(img) for img in (smooth, GaussianBlur(1.5)(smooth))]
     sharp, blurred = bands(noisy[0]), bands(noisy[1])
     fine_kept = blurred[:, :3].pow(2).mean() / sharp[:, :3].pow(2).mean()
     mid_kept = blurred[:, 3:].pow(2).mean() / sharp[:, 3:].pow(2).mean()
@@ -218,7 +218,7 @@ def test_learned_kernel_generator_starts_as_the_identity_and_learns_a_blur():
     x = torch.rand(4, 3, 24, 24) * 1.8 - 0.9
     g = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "n_downsampling": 0, "residual": True, "blur_kernel": 7})
     torch.testing.assert_close(g(x), x)  # identity kernel + zero-initialised residual
-    target = GaussianBlur(3, 1.2)(x)
+    target = GaussianBlur(1.2)(x)
     opt = torch.optim.Adam(g.blur.parameters(), lr=2e-2)
     losses = []
     for _ in range(60):
@@ -242,7 +242,7 @@ def test_spectrum_loss_teaches_a_kernel_the_blur_of_unrelated_images():
     from cyclesr_dist.models.cyclegan import GaussianBlur, LearnedKernel
 
     torch.manual_seed(0)
-    blur = GaussianBlur(3, 1.0)
+    blur = GaussianBlur(1.0)
 
     def batch() -> torch.Tensor:
         return torch.rand(8, 3, 24, 24) * 2 - 1
@@ -285,3 +285,54 @@ def test_reference_shape_options_head_channels_and_zero_padded_blocks():
     assert diff[..., 8:-8, 8:-8].max() < 1e-5 < diff.max()  # differs only near the borders
     with pytest.raises(ValueError, match="block_padding"):
         GENERATORS.build("resnet", {**args, "block_padding": "circular"})
+
+
+@pytest.mark.parametrize("quality", [50, 90])
+def test_differentiable_jpeg_matches_pillows_jpeg_at_its_grid_phase(quality):
+    """Forward, the stage is JPEG: at the block-grid phase it draws, its output is within rounding of Pillow's
+    encoder+decoder on the same (edge-padded) image, much closer than JPEG's own change of the image."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from cyclesr_dist.data.images import model_to_uint8, uint8_to_model
+    from cyclesr_dist.models.jpeg import MCU, DifferentiableJPEG
+
+    img = data.astronaut()[100:220, 90:222]  # 120 × 132: not a multiple of the grid
+    torch.manual_seed(0)
+    top, left = (int(v) for v in torch.randint(0, MCU, (2,)))
+    torch.manual_seed(0)
+    ours = model_to_uint8(DifferentiableJPEG(quality)(uint8_to_model(img).unsqueeze(0))[0])
+    pad = ((top, -(img.shape[0] + top) % MCU), (left, -(img.shape[1] + left) % MCU), (0, 0))
+    buf = io.BytesIO()
+    Image.fromarray(np.pad(img, pad, mode="edge")).save(buf, "JPEG", quality=quality)
+    pillow = np.asarray(Image.open(buf))[top : top + img.shape[0], left : left + img.shape[1]]
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+    assert psnr(pillow, img) < 38  # JPEG changed the image noticeably
+    assert psnr(ours, pillow) > psnr(pillow, img) + 5
+
+
+def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range():
+    from cyclesr_dist.config import ConfigError
+    from cyclesr_dist.cyclesr.networks import network_configs
+
+    gen = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "residual": True, "jpeg_quality": 80})
+    x = torch.rand(2, 3, 24, 24) * 2 - 1
+    out = gen(x)
+    assert out.shape == x.shape and not torch.allclose(out, x, atol=1e-3)  # the residual starts at 0, JPEG does not
+    (out - x).square().mean().backward()
+    assert gen.jpeg.quality_fraction.grad is not None and gen.jpeg.quality_fraction.grad < 0  # higher q: closer
+    # only the degrading direction gets it, in the network and in what a checkpoint records
+    config = load_config(None, ["model.generator.args.jpeg_quality=90"])
+    nets = build_networks(config.model)
+    assert nets["gen_clean_to_real"].jpeg is not None and nets["gen_real_to_clean"].jpeg is None
+    recorded = network_configs(config.model)
+    assert "jpeg_quality" in recorded["gen_clean_to_real"]["args"]
+    assert "jpeg_quality" not in recorded["gen_real_to_clean"]["args"]
+    with pytest.raises(ConfigError, match="jpeg_quality works on 8-bit values mapped to"):
+        load_config(None, ["model.generator.args.jpeg_quality=90", "data.value_range=[0, 1]"])

@@ -22,19 +22,22 @@ ROLES = {
     "sr": "sr",
 }
 EXPORTED = "sr"  # the network a finished run is for
+# Generator arguments that only the degrading direction G takes: F removes the degradation, so a JPEG stage at its
+# end would only have to learn to switch itself off.
+DEGRADING_ONLY = ("jpeg_quality",)
 
 
 def network_configs(model: ModelConfig, value_range: tuple[float, float] = DATA_RANGE) -> dict[str, dict[str, Any]]:
     """{network: {"registry", "name", "args", "value_range"}}: enough to rebuild and call any network from a
     checkpoint alone."""
     entries = {"generator": model.generator, "discriminator": model.discriminator, "sr": model.sr}
+
+    def args(net: str, role: str) -> dict[str, Any]:
+        given = dict(entries[role].args)
+        return {k: v for k, v in given.items() if k not in DEGRADING_ONLY} if net == "gen_real_to_clean" else given
+
     return {
-        net: {
-            "registry": role,
-            "name": entries[role].name,
-            "args": dict(entries[role].args),
-            "value_range": list(value_range),
-        }
+        net: {"registry": role, "name": entries[role].name, "args": args(net, role), "value_range": list(value_range)}
         for net, role in ROLES.items()
     }
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import init_normal, norm_layer, upsample_x2
+from .jpeg import DifferentiableJPEG
+from .layers import gaussian_blur, gaussian_kernel, init_normal, norm_layer, upsample_x2
 from .registry import DISCRIMINATORS, GENERATORS
 
 
@@ -51,6 +50,9 @@ class ResnetGenerator(nn.Module):
     photo differ mostly by such a linear filter (another blur, another sampling filter), which a stack of ReLU
     convolutions learns slowly and only approximately from an adversarial signal. `kernel_gain` scales how fast
     that filter moves (`LearnedKernel`). `block_padding` "reflect" (CycleGAN's, default) or "zero" (vega's).
+    `jpeg_quality=q` (not in the reference, 0 = off) ends with a differentiable JPEG at a learned quality starting
+    at q (`DifferentiableJPEG`): the block grid a real LR file has and a convolution cannot place. CycleSR gives
+    it to G only (`cyclesr.networks.DEGRADING_ONLY`).
     """
 
     def __init__(
@@ -68,9 +70,11 @@ class ResnetGenerator(nn.Module):
         blur_kernel: int = 0,
         kernel_gain: float = 1.0,
         block_padding: str = "reflect",
+        jpeg_quality: float = 0.0,
     ) -> None:
         super().__init__()
         self.blur = LearnedKernel(blur_kernel, kernel_gain) if blur_kernel else None
+        self.jpeg = DifferentiableJPEG(jpeg_quality) if jpeg_quality else None
         if noise_at not in ("input", "tail"):
             raise ValueError(f"unknown noise_at {noise_at!r}; valid: input, tail")
         if noise_channels < 0:
@@ -115,7 +119,8 @@ class ResnetGenerator(nn.Module):
             out = self.model[-3:](self._with_noise(self.model[:-3](x), self.tail_noise))
         else:
             out = self.model(self._with_noise(x, self.input_noise))
-        return (x + out).clamp(-1.0, 1.0) if self.residual else out
+        out = (x + out).clamp(-1.0, 1.0) if self.residual else out
+        return self.jpeg(out) if self.jpeg is not None else out
 
 
 @DISCRIMINATORS.register("patchgan")
@@ -153,7 +158,7 @@ class PatchDiscriminator(nn.Module):
         if high_pass and bands:
             raise ValueError(f"give high_pass ({high_pass}) or bands ({bands}), not both: high_pass=σ is bands=[σ]")
         sigmas = list(bands or ([high_pass] if high_pass else []))
-        self.bands = GaussianBands(in_channels, sigmas) if sigmas else nn.Identity()
+        self.bands = GaussianBands(sigmas) if sigmas else nn.Identity()
         make_norm = norm_layer(norm)
         use_bias = norm != "batch"
         first = in_channels * max(1, len(sigmas))
@@ -181,32 +186,23 @@ class PatchDiscriminator(nn.Module):
 class GaussianBlur(nn.Module):
     """Per-channel Gaussian blur, reflect-padded; the kernel is fixed (a non-persistent buffer)."""
 
-    def __init__(self, channels: int, sigma: float) -> None:
+    def __init__(self, sigma: float) -> None:
         super().__init__()
-        if sigma <= 0:
-            raise ValueError(f"a band edge is a blur σ in pixels (> 0), got {sigma}")
-        radius = max(1, math.ceil(3 * sigma))
-        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        kernel_1d = torch.exp(-0.5 * (taps / sigma) ** 2)
-        kernel_1d /= kernel_1d.sum()
-        kernel = torch.outer(kernel_1d, kernel_1d).expand(channels, 1, -1, -1).contiguous()
-        self.register_buffer("kernel", kernel, persistent=False)
-        self.radius, self.channels = radius, channels
+        self.register_buffer("kernel", gaussian_kernel(sigma), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.radius
-        return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), self.kernel.to(x.dtype), groups=self.channels)
+        return gaussian_blur(x, self.kernel)
 
 
 class GaussianBands(nn.Module):
     """[x − blur_σ1(x), blur_σ1(x) − blur_σ2(x), ...] stacked as channels: a Laplacian-style decomposition without
     its low-pass remainder."""
 
-    def __init__(self, channels: int, sigmas: list[float]) -> None:
+    def __init__(self, sigmas: list[float]) -> None:
         super().__init__()
         if sorted(sigmas) != list(sigmas) or len(set(sigmas)) != len(sigmas):
             raise ValueError(f"band edges must increase, got {sigmas}")
-        self.blurs = nn.ModuleList(GaussianBlur(channels, s) for s in sigmas)
+        self.blurs = nn.ModuleList(GaussianBlur(s) for s in sigmas)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         levels = [x] + [blur(x) for blur in self.blurs]

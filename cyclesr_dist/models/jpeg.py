@@ -1,0 +1,94 @@
+"""A differentiable JPEG stage with a learned quality, for the translation generator (not in the reference).
+
+Why: real LR photos are nearly always JPEG files, and a discriminator tells them from clean LR largely by the
+8×8 block grid and the ringing JPEG leaves (BENCHMARKS.md, "Quality": the discriminator probe). A convolutional
+generator has no sense of position, so it cannot draw a grid; this stage draws it the way an encoder does.
+
+What it computes, on images in [-1, 1] (the data range; 8-bit value v is v / 127.5 − 1): JFIF RGB → YCbCr,
+4:2:0 chroma (2×2 mean), 8×8 DCT-II per block, division by the standard (IJG) luma/chroma tables scaled for the
+quality q (IJG's rule: 5000 / q % below 50, 200 − 2q % from 50; no integer flooring), rounding, and the way back
+(bilinear chroma upsampling, as decoders' "fancy upsampling"). The block grid sits at a random phase per call:
+a real LR crop is cut at any offset from its file's grid. Rounding passes gradients through the cubic surrogate
+r + (u − r)³ (forward exact), so the quality, a parameter stored as q / 100 (one Adam step moves it by about
+lr × 100 quality points), gets a gradient too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LUMA = [
+    [16, 11, 10, 16, 24, 40, 51, 61],
+    [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77],
+    [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101],
+    [72, 92, 95, 98, 112, 100, 103, 99],
+]
+_CHROMA = [
+    [17, 18, 24, 47, 99, 99, 99, 99],
+    [18, 21, 26, 66, 99, 99, 99, 99],
+    [24, 26, 56, 99, 99, 99, 99, 99],
+    [47, 66, 99, 99, 99, 99, 99, 99],
+] + [[99] * 8] * 4
+_RGB_TO_YCC = [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+MCU = 16  # a 4:2:0 macroblock: the grid's period in pixels
+
+
+def _dct_matrix() -> torch.Tensor:
+    k, n = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    d = torch.cos(math.pi * (2 * n + 1) * k / 16) * math.sqrt(2 / 8)
+    d[0] /= math.sqrt(2)
+    return d
+
+
+def _round_with_gradient(u: torch.Tensor) -> torch.Tensor:
+    r = torch.round(u)
+    soft = r + (u - r) ** 3
+    return soft + (r - soft).detach()
+
+
+class DifferentiableJPEG(nn.Module):
+    """x in [-1, 1] → its JPEG at the learned quality (initially `quality`), same shape."""
+
+    def __init__(self, quality: float = 90.0) -> None:
+        super().__init__()
+        if not 10 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be in [10, 100], got {quality}")
+        self.quality_fraction = nn.Parameter(torch.tensor([quality / 100.0]))  # 1-D: DeepSpeed cannot flatten 0-D
+        self.register_buffer("dct", _dct_matrix(), persistent=False)
+        self.register_buffer("tables", torch.tensor([_LUMA, _CHROMA], dtype=torch.float32), persistent=False)
+        self.register_buffer("rgb_to_ycc", torch.tensor(_RGB_TO_YCC), persistent=False)
+
+    def quality(self) -> torch.Tensor:
+        return 100 * self.quality_fraction.clamp(0.1, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.quality()
+        scale = torch.where(q < 50, 50 / q, 2 - q / 50)  # IJG's percentage / 100
+        tables = (self.tables * scale).clamp_min(1.0)
+        n, _, h, w = x.shape
+        top, left = (int(v) for v in torch.randint(0, MCU, (2,)))
+        bottom, right = (-(h + top)) % MCU, (-(w + left)) % MCU
+        pixels = F.pad(x.float() * 127.5 - 0.5, (left, right, top, bottom), mode="replicate")  # 8-bit − 128
+        ycc = torch.einsum("ij,njhw->nihw", self.rgb_to_ycc, pixels)
+        luma = self._quantise(ycc[:, :1], tables[0])
+        chroma = self._quantise(F.avg_pool2d(ycc[:, 1:], 2), tables[1])
+        chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
+        rgb = torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.rgb_to_ycc), torch.cat([luma, chroma], 1))
+        out = (rgb[..., top : top + h, left : left + w] + 0.5) / 127.5
+        return out.clamp(-1.0, 1.0).to(x.dtype)
+
+    def _quantise(self, plane: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = plane.shape
+        blocks = plane.reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4)  # (..., 8 rows, 8 cols) per block
+        coefficients = self.dct @ blocks @ self.dct.T
+        coefficients = _round_with_gradient(coefficients / table) * table
+        blocks = self.dct.T @ coefficients @ self.dct
+        return blocks.transpose(3, 4).reshape(n, c, h, w)

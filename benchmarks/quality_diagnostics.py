@@ -10,9 +10,17 @@ sr-on VARIANT   train the benchmark's SR net (vdsr_lr nf32 nb6 bicubic_skip, Ada
 energy RUN      median |x − box3×3(x)| (0–255) of clean LR, G(clean LR) and the operator-degraded LR of the same
                 HR scenes, 16 random 64² crops each: does the translation add as much fine-band energy as the
                 real degradation? RUN: a CycleSR training output dir (e.g. WORK/noise_jpeg/cyclesr).
+disc RUN        the run's D_Y (`disc_real`) mean score (LSGAN: 1 = real, 0 = fake) on 16 random 24² crops (the
+                training crop size) of each LR of: the real-LR domain; the HR-domain scenes' clean LR, G of it, and
+                the same scenes degraded by the operator: does D_Y judge the degradation or the scenes? If it
+                scores the degraded HR-domain scenes like the real LR and G's output like the clean LR, it has
+                learned the degradation and the generator is what does not follow. Where the operator takes a
+                JPEG `quality`, also the degraded scenes at quality 100: how much of the score is JPEG's 8×8 grid
+                (which a convolutional G, with no sense of position, cannot draw).
 
   python benchmarks/quality_diagnostics.py --data runs/quality/data sr-on noise-jpeg --steps 1000
   python benchmarks/quality_diagnostics.py --data runs/quality/data --operator camera energy runs/quality/camera/cyclesr
+  python benchmarks/quality_diagnostics.py --data runs/quality/data --operator blur disc runs/quality/blur/cyclesr
 """
 
 from __future__ import annotations
@@ -35,10 +43,18 @@ from PIL import Image  # noqa: E402
 from quality_data import SCALE, load_test_pairs  # noqa: E402
 from quality_runs import load_generator  # noqa: E402
 
+from cyclesr_dist.checkpoint_format import find_checkpoint, network_state  # noqa: E402
 from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
-from cyclesr_dist.data.images import bicubic_resize, load_rgb, uint8_to_model  # noqa: E402
-from cyclesr_dist.models import SR_NETS  # noqa: E402
+from cyclesr_dist.data.images import (  # noqa: E402
+    bicubic_resize,
+    load_rgb,
+    model_to_uint8,
+    to_value_range,
+    uint8_to_model,
+)
+from cyclesr_dist.models import SR_NETS, build_network  # noqa: E402
 from cyclesr_dist.serve.evaluate import evaluate_pairs  # noqa: E402
+from cyclesr_dist.serve.export import recorded_range  # noqa: E402
 
 VARIANTS = ["bicubic", "noise", "noise-jpeg", "true"]
 
@@ -128,6 +144,39 @@ def energy(data: Path, operator: str, run: Path) -> dict[str, float]:
     return {"clean": float(np.mean(clean)), "G(clean)": float(np.mean(fake)), "degraded": float(np.mean(degraded))}
 
 
+@torch.no_grad()
+def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
+    torch.manual_seed(0)
+    checkpoint = find_checkpoint(run)
+    entry, state = network_state(checkpoint, "disc_real")
+    disc = build_network("discriminator", entry["name"], entry["args"])
+    disc.load_state_dict(state)
+    disc.eval()
+    gen = load_generator(run)
+    value_range = recorded_range(entry)
+
+    def score(lr: torch.Tensor) -> float:
+        crops = _crops(model_to_uint8(lr), n=16, size=24)
+        return float(disc(to_value_range(crops, value_range)).mean())
+
+    scores: dict[str, list[float]] = {"real LR": [], "clean LR": [], "G(clean LR)": [], "degraded": []}
+    for path in sorted((data / operator / "real_lr").glob("*.png")):
+        scores["real LR"].append(score(uint8_to_model(load_rgb(path))))
+    degrade = get_degradation(operator).degrade
+    for i, path in enumerate(sorted((data / "hr").glob("*.png"))):
+        hr = load_rgb(path)
+        clean = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)
+        scores["clean LR"].append(score(clean[0]))
+        scores["G(clean LR)"].append(score(gen(clean)[0]))
+        scores["degraded"].append(score(uint8_to_model(degrade(hr, np.random.default_rng([4, i]), SCALE))))
+        try:
+            no_jpeg = degrade(hr, np.random.default_rng([4, i]), SCALE, quality=100)
+        except TypeError:  # this operator has no JPEG quality to pin
+            continue
+        scores.setdefault("degraded, JPEG q100", []).append(score(uint8_to_model(no_jpeg)))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="the data folder benchmarks/quality.py built (WORK/data)")
@@ -138,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--steps", type=int, default=1000)
     e = sub.add_parser("energy")
     e.add_argument("run")
+    d = sub.add_parser("disc")
+    d.add_argument("run")
     args = p.parse_args(argv)
     data = Path(args.data)
     if args.cmd == "sr-on":
@@ -145,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         scenes = " ".join(f"{im['name']} {im['psnr_rgb']:.2f}" for im in res["images"])
         m = res["mean"]
         print(f"{args.variant}, {args.steps} updates: {scenes}; mean {m['psnr_rgb']:.2f} / {m['ssim_rgb']:.4f}")
-    else:
+    elif args.cmd == "energy":
         e = energy(data, args.operator, Path(args.run))
         print(f"{args.run}: fine-band energy (0-255) " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()))
+    else:
+        scores = disc_scores(data, args.operator, Path(args.run))
+        print(f"{args.run}: mean D_Y score (1 = real) " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,12 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert scene["deb"].startswith(scene["package"] + "_")
     for sub in ("hr", "real_lr", "test/hr", "test/lr"):
         assert any((tmp_path / "data" / "blur" / sub).iterdir()), sub
+
+    # the discriminator probe reads the run's D_Y and G and scores every LR set it names
+    probe = [sys.executable, str(REPO / "benchmarks" / "quality_diagnostics.py"), "--data", str(tmp_path / "data")]
+    probe += ["--operator", "blur", "disc", str(tmp_path / "blur" / "cyclesr")]
+    proc = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sets = ["real LR", "clean LR", "G(clean LR)", "degraded", "degraded, JPEG q100"]
+    scores = dict(re.findall(r"(" + "|".join(map(re.escape, sets)) + r") (-?\d+\.\d+)", proc.stdout))
+    assert set(scores) == set(sets), proc.stdout

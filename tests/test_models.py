@@ -327,6 +327,12 @@ def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range(
     assert out.shape == x.shape and not torch.allclose(out, x, atol=1e-3)  # the residual starts at 0, JPEG does not
     (out - x).square().mean().backward()
     assert gen.jpeg.quality_fraction.grad is not None and gen.jpeg.quality_fraction.grad < 0  # higher q: closer
+    with torch.no_grad():  # under bf16 autocast the stage still computes in fp32 (bf16 would round the DCT itself)
+        torch.manual_seed(1)
+        full = gen.jpeg(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.manual_seed(1)
+            assert torch.equal(gen.jpeg(x), full)
     # only the degrading direction gets it, in the network and in what a checkpoint records
     config = load_config(None, ["model.generator.args.jpeg_quality=90"])
     nets = build_networks(config.model)

@@ -70,6 +70,11 @@ class DifferentiableJPEG(nn.Module):
         return 100 * self.quality_fraction.clamp(0.1, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # fp32 throughout: DCT coefficients reach ~1000, where bf16's 8-bit mantissa would add a rounding of its own
+        with torch.autocast(x.device.type, enabled=False):
+            return self._jpeg(x)
+
+    def _jpeg(self, x: torch.Tensor) -> torch.Tensor:
         q = self.quality()
         scale = torch.where(q < 50, 50 / q, 2 - q / 50)  # IJG's percentage / 100
         tables = (self.tables * scale).clamp_min(1.0)

@@ -195,8 +195,8 @@ class CycleSR:
     def _content(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The L1 of the cycle and identity terms: full band, or with `content_low_pass` the low band only. Why
         the option: the L1 of added noise grows linearly with its amplitude, while what a discriminator gains from
-        it grows only quadratically from zero, so full-band L1s hold a generator that starts at the identity there
-        and it never learns a noisy degradation; the low band keeps colours and content just as well."""
+        it grows only quadratically from zero, so full-band L1s hold a generator that starts at the identity near
+        it (it adds less noise than the real LR has); the low band still pins colours and content."""
         if self.content_kernel is None:
             return F.l1_loss(output, target)
         return F.l1_loss(gaussian_blur(output, self.content_kernel), gaussian_blur(target, self.content_kernel))

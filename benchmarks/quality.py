@@ -20,16 +20,18 @@ the same number of SR-network updates with the same learning-rate schedule:
                    then degraded on the fly
 bicubic-trained and blind do not depend on the operator: they are trained once and scored on every test set.
 Every model is trained by `python -m cyclesr_dist.cli train` in a subprocess (resumable: re-running continues from
-the newest checkpoint; --jobs N runs N at once, each with OMP_NUM_THREADS = cores // N) and scored with
-`evaluate_pairs` (PSNR/SSIM, RGB and Y, shave 4). Also per operator: translation fidelity of CycleSR's G on the
-test scenes (`metrics.translation_metrics` of G(bicubic LR) and of the bicubic LR against the true LR), and the
-targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ 70 % of the oracle's gain over max(bicubic-trained, blind).
+the newest checkpoint, and a finished run is reused as it is, whatever settings made it: a changed setting needs
+its own --tag or the run's folder removed; --jobs N runs N at once, each with OMP_NUM_THREADS = cores // N) and
+scored with `evaluate_pairs` (PSNR/SSIM, RGB and Y, shave 4). Also per operator: translation fidelity of CycleSR's
+G on the test scenes (`metrics.translation_metrics` of G(bicubic LR) and of the bicubic LR against the true LR), and
+the targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ 70 % of the oracle's gain over max(bicubic-trained, blind).
 With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds when (SR updates, training
 seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_ttq.py).
 
-CycleSR's networks default to the options that made it work on noise_jpeg (BENCHMARKS.md, "Quality"): identity-
-skip generators at full LR resolution with per-pixel noise at the tail, high-pass discriminators, a bicubic-skip
-SR net. `--set KEY=VALUE` passes any trainer override to every trained row.
+CycleSR's networks default to the options measured to help (BENCHMARKS.md, "Quality"): identity-skip generators
+at full LR resolution with per-pixel noise at the tail and a learned JPEG stage at the end (--g-jpeg-quality),
+high-pass discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net.
+`--set KEY=VALUE` passes any trainer override to every trained row.
 
     python benchmarks/quality.py --work runs/quality --jobs 2       # the small budget, 4 operators
     python benchmarks/quality.py --work /tmp/q --quick --operators blur    # smoke test (≈ 2 min; meaningless numbers)
@@ -91,6 +93,7 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         "n_downsampling": args.g_downsampling,
         "noise_channels": args.g_noise_channels,
         "noise_at": args.g_noise_at,
+        **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality else {}),
     }
     base = {
         "seed": args.seed,
@@ -112,7 +115,7 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         "train": {"log_every": 50, "image_every": 0, "val_every_epochs": 1000},
         "checkpoint": {"every_steps": 500, "keep": 1, "resume": "auto"},
         "wandb": {"mode": "disabled"},
-        "loss": {"cycle_sr_lam": args.cycle_sr_lam},
+        "loss": {"cycle_sr_lam": args.cycle_sr_lam, "content_low_pass": args.content_low_pass},
         "optim": {"sr_lr": args.sr_lr},
     }
     supervised = (
@@ -178,6 +181,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--g-downsampling", type=int, default=0, help="generators' stride-2 stages (reference: 2)")
     p.add_argument("--g-noise-channels", type=int, default=3, help="noise channels fed to the generators")
     p.add_argument("--g-noise-at", default="tail", help="where the noise channels enter: input|tail")
+    p.add_argument("--g-jpeg-quality", type=float, default=90, help="generators end in a learned JPEG (0 = off)")
+    p.add_argument("--content-low-pass", type=float, default=1.0, help="cycle/identity L1 on blur_σ only (0 = full)")
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
     p.add_argument("--sr-lr", type=float, default=1e-3, help="SR learning rate of every trained row (as the demo)")
     p.add_argument("--cycle-sr-lam", type=float, default=1000.0, help="weight of the SR loss in CycleSR's G update")

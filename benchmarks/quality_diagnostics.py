@@ -41,9 +41,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 from quality_data import SCALE, load_test_pairs  # noqa: E402
-from quality_runs import load_generator  # noqa: E402
+from quality_runs import load_generator, load_network  # noqa: E402
 
-from cyclesr_dist.checkpoint_format import find_checkpoint, network_state  # noqa: E402
 from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
 from cyclesr_dist.data.images import (  # noqa: E402
     bicubic_resize,
@@ -52,7 +51,7 @@ from cyclesr_dist.data.images import (  # noqa: E402
     to_value_range,
     uint8_to_model,
 )
-from cyclesr_dist.models import SR_NETS, build_network  # noqa: E402
+from cyclesr_dist.models import SR_NETS  # noqa: E402
 from cyclesr_dist.serve.evaluate import evaluate_pairs  # noqa: E402
 from cyclesr_dist.serve.export import recorded_range  # noqa: E402
 
@@ -147,11 +146,7 @@ def energy(data: Path, operator: str, run: Path) -> dict[str, float]:
 @torch.no_grad()
 def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
     torch.manual_seed(0)
-    checkpoint = find_checkpoint(run)
-    entry, state = network_state(checkpoint, "disc_real")
-    disc = build_network("discriminator", entry["name"], entry["args"])
-    disc.load_state_dict(state)
-    disc.eval()
+    disc, entry = load_network(run, "disc_real")  # a score, not an image: only its input is mapped to its range
     gen = load_generator(run)
     value_range = recorded_range(entry)
 

@@ -49,12 +49,18 @@ def checkpoint_step(run_dir: Path) -> int:
         return 0
 
 
-def load_generator(run_dir: Path) -> torch.nn.Module:
-    """CycleSR's G (gen_clean_to_real) from the run's newest checkpoint, in eval mode."""
-    entry, state = network_state(find_checkpoint(run_dir), "gen_clean_to_real")
-    net = build_network("generator", entry["name"], entry["args"])
+def load_network(run_dir: Path, network: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """One network of the run's newest checkpoint, in eval mode without gradients, and its checkpoint entry."""
+    entry, state = network_state(find_checkpoint(run_dir), network)
+    net = build_network(entry["registry"], entry["name"], entry["args"])
     net.load_state_dict(state)
-    return in_data_range(net.eval().requires_grad_(False), recorded_range(entry))
+    return net.eval().requires_grad_(False), entry
+
+
+def load_generator(run_dir: Path) -> torch.nn.Module:
+    """CycleSR's G (gen_clean_to_real), taking and giving images in [-1, 1] whatever range it trained in."""
+    net, entry = load_network(run_dir, "gen_clean_to_real")
+    return in_data_range(net, recorded_range(entry))
 
 
 # ----------------------------------------------------------------------------------------------------- training

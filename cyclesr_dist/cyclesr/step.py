@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LossConfig
-from ..models.layers import gaussian_blur, gaussian_kernel
+from ..models.layers import filter2d, gaussian_kernel
 from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
 from .pool import ImagePool
 from .stages import Stage
@@ -199,7 +199,7 @@ class CycleSR:
         it (it adds less noise than the real LR has); the low band still pins colours and content."""
         if self.content_kernel is None:
             return F.l1_loss(output, target)
-        return F.l1_loss(gaussian_blur(output, self.content_kernel), gaussian_blur(target, self.content_kernel))
+        return F.l1_loss(filter2d(output, self.content_kernel), filter2d(target, self.content_kernel))
 
     def _joint_sr_loss(self, fake_real: torch.Tensor, hr: torch.Tensor, ops: StepOps) -> torch.Tensor:
         """MSE(SR(G(x)), HR), built once for both the G update and the SR update.

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .jpeg import DifferentiableJPEG
-from .layers import gaussian_blur, gaussian_kernel, init_normal, norm_layer, upsample_x2
+from .layers import filter2d, gaussian_kernel, init_normal, norm_layer, upsample_x2
 from .registry import DISCRIMINATORS, GENERATORS
 
 
@@ -191,7 +190,7 @@ class GaussianBlur(nn.Module):
         self.register_buffer("kernel", gaussian_kernel(sigma), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gaussian_blur(x, self.kernel)
+        return filter2d(x, self.kernel)
 
 
 class GaussianBands(nn.Module):
@@ -224,13 +223,10 @@ class LearnedKernel(nn.Module):
         identity = torch.zeros(size, size)
         identity[size // 2, size // 2] = 1.0
         self.register_buffer("identity", identity, persistent=False)
-        self.radius = size // 2
 
     def kernel(self) -> torch.Tensor:
         k = self.identity + self.gain * self.delta
         return k / k.sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r, c = self.radius, x.shape[1]
-        weight = self.kernel().to(x.dtype).expand(c, 1, -1, -1)
-        return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), weight, groups=c)
+        return filter2d(x, self.kernel())

@@ -65,6 +65,7 @@ class DifferentiableJPEG(nn.Module):
         self.register_buffer("dct", _dct_matrix(), persistent=False)
         self.register_buffer("tables", torch.tensor([_LUMA, _CHROMA], dtype=torch.float32), persistent=False)
         self.register_buffer("rgb_to_ycc", torch.tensor(_RGB_TO_YCC), persistent=False)
+        self.register_buffer("ycc_to_rgb", torch.linalg.inv(self.rgb_to_ycc), persistent=False)
 
     def quality(self) -> torch.Tensor:
         return 100 * self.quality_fraction.clamp(0.1, 1.0)
@@ -86,7 +87,7 @@ class DifferentiableJPEG(nn.Module):
         luma = self._quantise(ycc[:, :1], tables[0])
         chroma = self._quantise(F.avg_pool2d(ycc[:, 1:], 2), tables[1])
         chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
-        rgb = torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.rgb_to_ycc), torch.cat([luma, chroma], 1))
+        rgb = torch.einsum("ij,njhw->nihw", self.ycc_to_rgb, torch.cat([luma, chroma], 1))
         out = (rgb[..., top : top + h, left : left + w] + 0.5) / 127.5
         return out.clamp(-1.0, 1.0).to(x.dtype)
 

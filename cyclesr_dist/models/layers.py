@@ -59,8 +59,8 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return torch.outer(kernel_1d, kernel_1d)
 
 
-def gaussian_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Per-channel blur of NCHW `x` by a 2-D `kernel` (odd size), reflect-padded."""
+def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Every channel of NCHW `x` filtered by one 2-D `kernel` (odd size), reflect-padded."""
     r, channels = kernel.shape[-1] // 2, x.shape[1]
     weight = kernel.to(x).expand(channels, 1, -1, -1)
     return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), weight, groups=channels)

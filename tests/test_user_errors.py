@@ -83,6 +83,16 @@ CASES = [
     ),
     ("unknown network argument", train("model.sr.args.depth=3"), "got unknown argument(s) ['depth']"),
     (
+        "JPEG quality not a number",
+        train("model.generator.args.jpeg_quality=high"),
+        "translation generator network 'resnet': JPEG quality must be a number in [10, 100], got 'high'",
+    ),
+    (
+        "JPEG stage outside the 8-bit range",
+        train("model.generator.args.jpeg_quality=90", "data.value_range=[0,1]"),
+        "jpeg_quality works on 8-bit values mapped to [-1, 1], but data.value_range is [0.0, 1.0]",
+    ),
+    (
         "batch vs processes",
         train("data.batch_size=3", "train.gradient_accumulation_steps=2"),
         "data.batch_size=3 is global and must be divisible",

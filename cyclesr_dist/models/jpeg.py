@@ -59,8 +59,8 @@ class DifferentiableJPEG(nn.Module):
 
     def __init__(self, quality: float = 90.0) -> None:
         super().__init__()
-        if not 10 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be in [10, 100], got {quality}")
+        if isinstance(quality, bool) or not isinstance(quality, int | float) or not 10 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be a number in [10, 100], got {quality!r}")
         self.quality_fraction = nn.Parameter(torch.tensor([quality / 100.0]))  # 1-D: DeepSpeed cannot flatten 0-D
         self.register_buffer("dct", _dct_matrix(), persistent=False)
         self.register_buffer("tables", torch.tensor([_LUMA, _CHROMA], dtype=torch.float32), persistent=False)

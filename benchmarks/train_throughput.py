@@ -11,8 +11,9 @@
 What is timed (one process, `--threads` intra-op threads, batches of random images in [-1, 1] from
 `cyclesr_dist.testing.random_batch`, already on the device), per config and per stage (translation, joint).
 Configs: `tiny` (`cyclesr_dist.testing.tiny_config`: compute is negligible, so ours − bare is the absolute per-step
-overhead), `demo` (configs/demo.yaml at its patch and batch), `reference` (configs/cyclesr.yaml; on CPU at LR
-32×32, batch 2 unless --ref-lr/--ref-batch say otherwise; on CUDA at the config's LR 120, batch 64).
+overhead), `demo` (configs/demo.yaml at its patch and batch), `reference` (configs/cyclesr.yaml with the
+reference's networks; on CPU at LR 32×32, batch 2 unless --ref-lr/--ref-batch say otherwise; on CUDA at the
+config's LR 120, batch 64).
 
 - `bare`: a hand-inlined loop doing exactly the maths of `CycleSR.optimize_parameters`: the same five networks,
   the same image pools, one backward for both discriminators, one backward for G (+ SR in the joint stage, the

@@ -9,7 +9,7 @@ from cyclesr_dist.config import ConfigError, config_to_dict, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_reference_config_holds_the_reference_hyper_parameters():
+def test_production_config_holds_the_reference_hyper_parameters_and_the_benchmarked_recipe():
     c = load_config(ROOT / "configs" / "cyclesr.yaml")
     assert (c.loss.lambda_cycle, c.loss.lambda_identity, c.loss.pool_size) == (10.0, 0.5, 50)
     assert (c.loss.sr_lam, c.loss.cycle_sr_lam, c.optim.grad_clip) == (1000.0, 1000.0, 50.0)
@@ -17,6 +17,11 @@ def test_reference_config_holds_the_reference_hyper_parameters():
     assert (c.data.hr_patch, c.data.scale, c.data.batch_size) == (480, 4, 64)
     assert (c.stages.sr_pretrain_epoch, c.stages.joint_epoch, c.train.val_every_epochs) == (6, 7, 5)
     assert c.model.sr.name == "vdsr_lr" and c.model.generator.name == "resnet"
+    g, d, sr = c.model.generator.args, c.model.discriminator.args, c.model.sr.args
+    assert (g["ngf"], g["n_blocks"], d["ndf"], d["n_layers"], sr["nf"], sr["nb"]) == (64, 9, 64, 3, 64, 20)
+    # the options the quality benchmark's CycleSR rows run with (BENCHMARKS.md, "Quality")
+    assert (g["n_downsampling"], g["residual"], g["noise_channels"], g["noise_at"]) == (0, True, 3, "tail")
+    assert (g["jpeg_quality"], d["high_pass"], sr["bicubic_skip"], c.loss.content_low_pass) == (90, 1.0, True, 1.0)
 
 
 def test_every_shipped_config_loads_and_builds_its_networks():

@@ -113,3 +113,21 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(demo_data, tmp_pat
     assert "6/6 [" in tty.stdout and "translation" in tty.stdout and "step=6 " in tty.stdout
     piped = run_cli(*train, f"output_dir={tmp_path / 'pipe'}")
     assert piped.returncode == 0 and "step=6 " in piped.stdout and "6/6 [" not in piped.stdout + piped.stderr
+
+
+def test_production_config_trains_its_recipe_through_every_stage(demo_data, tmp_path):
+    """configs/cyclesr.yaml as shipped (reference widths, the recipe's options, bf16, batched calls) on small crops
+    of the demo photos: translation, then joint steps, a checkpoint holding G's learned JPEG quality."""
+    out = tmp_path / "run"
+    result = run_cli(
+        "train", "--config", "configs/cyclesr.yaml", "data.kind=folder", f"data.root={demo_data}",
+        f"output_dir={out}", "data.hr_patch=128", "data.batch_size=2", "data.num_workers=0", "data.pin_memory=false",
+        "data.steps_per_epoch=2", "max_steps=4", "stages.sr_pretrain_epoch=2", "stages.joint_epoch=2",
+        "train.log_every=1", "train.val_every_epochs=100", "checkpoint.every_steps=4", "wandb.mode=disabled",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records if "stage" in r] == ["translation"] * 2 + ["joint"] * 2
+    assert all(np.isfinite(r["loss/SR"]) for r in records if "loss/SR" in r)
+    entry, state = network_state(find_checkpoint(out), "gen_clean_to_real")
+    assert entry["args"]["jpeg_quality"] == 90 and entry["args"]["ngf"] == 64 and "jpeg.quality_fraction" in state

@@ -318,6 +318,8 @@ def test_differentiable_jpeg_matches_pillows_jpeg_at_its_grid_phase(quality):
 
 
 def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range():
+    from torch.utils.flop_counter import FlopCounterMode
+
     from cyclesr_dist.config import ConfigError
     from cyclesr_dist.cyclesr.networks import network_configs
 
@@ -333,6 +335,9 @@ def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range(
         with torch.autocast("cpu", dtype=torch.bfloat16):
             torch.manual_seed(1)
             assert torch.equal(gen.jpeg(x), full)
+    with FlopCounterMode(display=False) as counter:  # and on the meta device, where the roofline counts FLOPs
+        assert gen.to("meta")(x.to("meta")).shape == x.shape
+    assert counter.get_total_flops() > 0
     # only the degrading direction gets it, in the network and in what a checkpoint records
     config = load_config(None, ["model.generator.args.jpeg_quality=90"])
     nets = build_networks(config.model)

@@ -19,18 +19,34 @@ ENTRY = ROOT / "benchmarks" / "train_throughput.py"  # re-run as a fresh child p
 NETS = ("gen_clean_to_real", "gen_real_to_clean", "disc_clean", "disc_real", "sr")
 # tiny: compute is negligible, so the step time is mostly per-step Python/dispatch work and ours − bare there is
 # the absolute overhead of CycleSR + OptimizerOps (+ the trainer's per-step work).
-CONFIGS = {"tiny": None, "demo": ROOT / "configs" / "demo.yaml", "reference": ROOT / "configs" / "cyclesr.yaml"}
+# reference: configs/cyclesr.yaml's schedule, sizes and precision with the reference's networks (the registered
+# classes' defaults; the SR net without BatchNorm, so that batched calls apply) and full-band cycle/identity L1s —
+# the maths the bare loop and the reference structure restate, and what BENCHMARKS.md's step tables measured.
+REFERENCE_NETWORKS = [
+    "model.generator={name: resnet}",
+    "model.discriminator={name: patchgan}",
+    "model.sr={name: vdsr_lr, args: {norm: none}}",
+    "loss.content_low_pass=0",
+]
+CONFIGS: dict[str, tuple[Path, list[str]] | None] = {
+    "tiny": None,
+    "demo": (ROOT / "configs" / "demo.yaml", []),
+    "reference": (ROOT / "configs" / "cyclesr.yaml", REFERENCE_NETWORKS),
+}
 STAGES = {"translation": Stage.TRANSLATION, "joint": Stage.JOINT}
 
 
 def named_config(name: str) -> Config:
-    path = CONFIGS[name]
-    return load_config(path) if path else tiny_config()
+    source = CONFIGS[name]
+    return load_config(*source) if source else tiny_config()
 
 
 def config_source(name: str) -> str:
-    path = CONFIGS[name]
-    return str(path.relative_to(ROOT)) if path else "cyclesr_dist.testing.tiny_config"
+    source = CONFIGS[name]
+    if source is None:
+        return "cyclesr_dist.testing.tiny_config"
+    path, overrides = source
+    return " ".join([str(path.relative_to(ROOT)), *overrides])
 
 
 @dataclasses.dataclass

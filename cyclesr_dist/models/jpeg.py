@@ -15,6 +15,7 @@ lr × 100 quality points), gets a gradient too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -72,7 +73,9 @@ class DifferentiableJPEG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 throughout: DCT coefficients reach ~1000, where bf16's 8-bit mantissa would add a rounding of its own
-        with torch.autocast(x.device.type, enabled=False):
+        # (the meta device, where FLOPs are counted, has no autocast to leave)
+        off = torch.autocast(x.device.type, enabled=False) if x.device.type != "meta" else contextlib.nullcontext()
+        with off:
             return self._jpeg(x)
 
     def _jpeg(self, x: torch.Tensor) -> torch.Tensor:

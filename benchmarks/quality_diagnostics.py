@@ -16,7 +16,8 @@ disc RUN        the run's D_Y (`disc_real`) mean score (LSGAN: 1 = real, 0 = fak
                 scores the degraded HR-domain scenes like the real LR and G's output like the clean LR, it has
                 learned the degradation and the generator is what does not follow. Where the operator takes a
                 JPEG `quality`, also the degraded scenes at quality 100: how much of the score is JPEG's 8×8 grid
-                (which a convolutional G, with no sense of position, cannot draw).
+                (which a convolutional G, with no sense of position, cannot draw). Where G has them, also G with
+                its noise off and with its JPEG stage off: which of its parts does D_Y mark?
 
   python benchmarks/quality_diagnostics.py --data runs/quality/data sr-on noise-jpeg --steps 1000
   python benchmarks/quality_diagnostics.py --data runs/quality/data --operator camera energy runs/quality/camera/cyclesr
@@ -155,6 +156,11 @@ def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
         return float(disc(to_value_range(crops, value_range)).mean())
 
     scores: dict[str, list[float]] = {"real LR": [], "clean LR": [], "G(clean LR)": [], "degraded": []}
+    parts_off = {}  # G with one of its parts switched off: which of them does D_Y mark?
+    if getattr(gen, "tail_noise", 0) or getattr(gen, "input_noise", 0):
+        parts_off["G without its noise"] = ("noise_std", 0.0)
+    if getattr(gen, "jpeg", None) is not None:
+        parts_off["G without its JPEG"] = ("jpeg", None)
     for path in sorted((data / operator / "real_lr").glob("*.png")):
         scores["real LR"].append(score(uint8_to_model(load_rgb(path))))
     degrade = get_degradation(operator).degrade
@@ -163,6 +169,11 @@ def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
         clean = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)
         scores["clean LR"].append(score(clean[0]))
         scores["G(clean LR)"].append(score(gen(clean)[0]))
+        for part, (attribute, off) in parts_off.items():
+            kept = getattr(gen, attribute)
+            setattr(gen, attribute, off)
+            scores.setdefault(part, []).append(score(gen(clean)[0]))
+            setattr(gen, attribute, kept)
         scores["degraded"].append(score(uint8_to_model(degrade(hr, np.random.default_rng([4, i]), SCALE))))
         try:
             no_jpeg = degrade(hr, np.random.default_rng([4, i]), SCALE, quality=100)

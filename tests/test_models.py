@@ -141,6 +141,8 @@ def test_noise_channels_make_the_generator_stochastic_and_seedable(noise_at, fed
     b = g(x)
     torch.manual_seed(0)
     assert not torch.allclose(a, b) and torch.equal(g(x), a)
+    g.noise_std = 0.0  # the diagnostics' switch: the same network with its noise off is deterministic
+    assert torch.equal(g(x), g(x)) and not torch.allclose(g(x), a)
     # the 7×7 conv that takes them (head: ngf outputs; tail: 3 outputs) has 2 more input channels
     added = n_params(g) - n_params(GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1}))
     assert added == 2 * fed_to_channels * 7 * 7
@@ -322,6 +324,7 @@ def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range(
 
     from cyclesr_dist.config import ConfigError
     from cyclesr_dist.cyclesr.networks import network_configs
+    from cyclesr_dist.models.jpeg import DifferentiableJPEG
 
     gen = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "residual": True, "jpeg_quality": 80})
     x = torch.rand(2, 3, 24, 24) * 2 - 1
@@ -338,12 +341,30 @@ def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range(
     with FlopCounterMode(display=False) as counter:  # and on the meta device, where the roofline counts FLOPs
         assert gen.to("meta")(x.to("meta")).shape == x.shape
     assert counter.get_total_flops() > 0
+    # one Adam step moves the quality by about lr × rate points; past 100 it computes at 100 and can come back
+    for rate in (100.0, 1000.0):
+        stage = DifferentiableJPEG(90, rate)
+        adam = torch.optim.Adam(stage.parameters(), lr=2e-4)
+        (stage(x) - x).square().mean().backward()
+        adam.step()
+        assert stage.quality().item() == pytest.approx(90 + 2e-4 * rate, rel=1e-4)
+    with torch.no_grad():
+        stage.quality_fraction.fill_(101 / rate)
+    torch.manual_seed(1)
+    clamped = stage(x)
+    torch.manual_seed(1)
+    assert stage.quality().item() == 100 and torch.equal(clamped, DifferentiableJPEG(100)(x))
+    (clamped - x).square().mean().backward()
+    assert stage.quality_fraction.grad < 0
+    with pytest.raises(ValueError, match="rate must be a positive number"):
+        DifferentiableJPEG(90, 0)
     # only the degrading direction gets it, in the network and in what a checkpoint records
-    config = load_config(None, ["model.generator.args.jpeg_quality=90"])
+    config = load_config(None, ["model.generator.args.jpeg_quality=90", "model.generator.args.jpeg_quality_rate=500"])
     nets = build_networks(config.model)
     assert nets["gen_clean_to_real"].jpeg is not None and nets["gen_real_to_clean"].jpeg is None
     recorded = network_configs(config.model)
     assert "jpeg_quality" in recorded["gen_clean_to_real"]["args"]
-    assert "jpeg_quality" not in recorded["gen_real_to_clean"]["args"]
+    assert recorded["gen_clean_to_real"]["args"]["jpeg_quality_rate"] == 500
+    assert not {"jpeg_quality", "jpeg_quality_rate"} & set(recorded["gen_real_to_clean"]["args"])
     with pytest.raises(ConfigError, match="jpeg_quality works on 8-bit values mapped to"):
         load_config(None, ["model.generator.args.jpeg_quality=90", "data.value_range=[0, 1]"])

@@ -88,6 +88,11 @@ CASES = [
         "translation generator network 'resnet': JPEG quality must be a number in [10, 100], got 'high'",
     ),
     (
+        "JPEG quality rate not a positive number",
+        train("model.generator.args.jpeg_quality_rate=fast"),
+        "translation generator network 'resnet': JPEG quality rate must be a positive number, got 'fast'",
+    ),
+    (
         "JPEG stage outside the 8-bit range",
         train("model.generator.args.jpeg_quality=90", "data.value_range=[0,1]"),
         "jpeg_quality works on 8-bit values mapped to [-1, 1], but data.value_range is [0.0, 1.0]",

@@ -50,8 +50,9 @@ class ResnetGenerator(nn.Module):
     convolutions learns slowly and only approximately from an adversarial signal. `kernel_gain` scales how fast
     that filter moves (`LearnedKernel`). `block_padding` "reflect" (CycleGAN's, default) or "zero" (vega's).
     `jpeg_quality=q` (not in the reference, 0 = off) ends with a differentiable JPEG at a learned quality starting
-    at q (`DifferentiableJPEG`): the block grid a real LR file has and a convolution cannot place. CycleSR gives
-    it to G only (`cyclesr.networks.DEGRADING_ONLY`).
+    at q (`DifferentiableJPEG`): the block grid a real LR file has and a convolution cannot place; one Adam step
+    moves that quality by about lr × `jpeg_quality_rate` points. CycleSR gives both to G only
+    (`cyclesr.networks.DEGRADING_ONLY`).
     """
 
     def __init__(
@@ -70,10 +71,11 @@ class ResnetGenerator(nn.Module):
         kernel_gain: float = 1.0,
         block_padding: str = "reflect",
         jpeg_quality: float = 0.0,
+        jpeg_quality_rate: float = 100.0,
     ) -> None:
         super().__init__()
         self.blur = LearnedKernel(blur_kernel, kernel_gain) if blur_kernel else None
-        self.jpeg = DifferentiableJPEG(jpeg_quality) if jpeg_quality else None
+        self.jpeg = DifferentiableJPEG(jpeg_quality, jpeg_quality_rate) if jpeg_quality else None
         if noise_at not in ("input", "tail"):
             raise ValueError(f"unknown noise_at {noise_at!r}; valid: input, tail")
         if noise_channels < 0:
@@ -98,18 +100,19 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
         self.multiple, self.residual = 2**n_downsampling, residual
         self.input_noise, self.tail_noise = input_noise, tail_noise
+        self.noise_std = 1.0  # of the fed noise; 0 shows what the rest of the network does (a diagnostic's switch)
         init_normal(self)
         if residual:
             last_conv = layers[-2]
             nn.init.zeros_(last_conv.weight)
             nn.init.zeros_(last_conv.bias)
 
-    @staticmethod
-    def _with_noise(t: torch.Tensor, channels: int) -> torch.Tensor:
+    def _with_noise(self, t: torch.Tensor, channels: int) -> torch.Tensor:
         if not channels:
             return t
         n, _, h, w = t.shape
-        return torch.cat([t, torch.randn(n, channels, h, w, device=t.device, dtype=t.dtype)], 1)
+        noise = torch.randn(n, channels, h, w, device=t.device, dtype=t.dtype)
+        return torch.cat([t, noise if self.noise_std == 1.0 else noise * self.noise_std], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.blur is not None:

@@ -9,8 +9,9 @@ What it computes, on images in [-1, 1] (the data range; 8-bit value v is v / 127
 quality q (IJG's rule: 5000 / q % below 50, 200 − 2q % from 50; no integer flooring), rounding, and the way back
 (bilinear chroma upsampling, as decoders' "fancy upsampling"). The block grid sits at a random phase per call:
 a real LR crop is cut at any offset from its file's grid. Rounding passes gradients through the cubic surrogate
-r + (u − r)³ (forward exact), so the quality, a parameter stored as q / 100 (one Adam step moves it by about
-lr × 100 quality points), gets a gradient too.
+r + (u − r)³ (forward exact), so the quality gets a gradient too. It is a parameter stored as q / `rate`: one Adam
+step moves it by about lr × `rate` quality points (default 100: 0.02 points at lr 2e-4). Its clamp to [10, 100]
+passes gradients straight through, so a quality pushed past an end can come back.
 """
 
 from __future__ import annotations
@@ -58,18 +59,23 @@ def _round_with_gradient(u: torch.Tensor) -> torch.Tensor:
 class DifferentiableJPEG(nn.Module):
     """x in [-1, 1] → its JPEG at the learned quality (initially `quality`), same shape."""
 
-    def __init__(self, quality: float = 90.0) -> None:
+    def __init__(self, quality: float = 90.0, rate: float = 100.0) -> None:
         super().__init__()
         if isinstance(quality, bool) or not isinstance(quality, int | float) or not 10 <= quality <= 100:
             raise ValueError(f"JPEG quality must be a number in [10, 100], got {quality!r}")
-        self.quality_fraction = nn.Parameter(torch.tensor([quality / 100.0]))  # 1-D: DeepSpeed cannot flatten 0-D
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+            raise ValueError(f"JPEG quality rate must be a positive number, got {rate!r}")
+        self.rate = float(rate)
+        # 1-D: DeepSpeed cannot flatten a 0-D parameter
+        self.quality_fraction = nn.Parameter(torch.tensor([quality / self.rate]))
         self.register_buffer("dct", _dct_matrix(), persistent=False)
         self.register_buffer("tables", torch.tensor([_LUMA, _CHROMA], dtype=torch.float32), persistent=False)
         self.register_buffer("rgb_to_ycc", torch.tensor(_RGB_TO_YCC), persistent=False)
         self.register_buffer("ycc_to_rgb", torch.linalg.inv(self.rgb_to_ycc), persistent=False)
 
     def quality(self) -> torch.Tensor:
-        return 100 * self.quality_fraction.clamp(0.1, 1.0)
+        q = self.rate * self.quality_fraction
+        return q + (q.clamp(10.0, 100.0) - q).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 throughout: DCT coefficients reach ~1000, where bf16's 8-bit mantissa would add a rounding of its own

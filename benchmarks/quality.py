@@ -65,6 +65,7 @@ from quality_runs import Run, checkpoint_step, evaluate_rows, read_wall, train_r
 from quality_ttq import first_passing, sr_curve, ttq_table  # noqa: E402
 
 from cyclesr_dist.data.degrade import DEGRADATIONS  # noqa: E402
+from cyclesr_dist.data.jpeg_estimate import estimate_folder, quality_summary  # noqa: E402
 
 DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion"]
 TRAINED = ROWS[1:]
@@ -93,7 +94,7 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         "n_downsampling": args.g_downsampling,
         "noise_channels": args.g_noise_channels,
         "noise_at": args.g_noise_at,
-        **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality else {}),
+        **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality not in (0, *MEASURED) else {}),
     }
     base = {
         "seed": args.seed,
@@ -145,12 +146,39 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         if "cyclesr" in rows:
             out = run_dir(work, "cyclesr", op, args.tag)
             runs.append(run(f"{op}/{out.name}", out, data / op, "bicubic", unpaired))
+            if args.g_jpeg_quality in MEASURED:  # as a user would: `cyclesr data jpeg-quality` on the real LR
+                quality = measured_jpeg_quality(data / op, args.g_jpeg_quality)
+                runs[-1].config["model"]["generator"]["args"].update({"jpeg_quality": quality} if quality else {})
             if args.time_to_quality:  # a logged step and a kept checkpoint every epoch: test PSNR over time
                 runs[-1].config["checkpoint"].update({"every_steps": spe, "keep": 10**6})
                 runs[-1].config["train"]["log_every"] = spe
         if "oracle" in rows:
             runs.append(run(f"{op}/oracle", run_dir(work, "oracle", op), data / op, op, supervised))
     return runs
+
+
+MEASURED = ("auto", "auto-median")  # G's JPEG quality measured on the real LR: its range, or its median learned on
+
+
+def jpeg_quality_arg(text: str) -> float | str:
+    if text in MEASURED:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a quality in [10, 100], 0 (off) or one of {', '.join(MEASURED)}") from None
+
+
+def measured_jpeg_quality(op_data: Path, mode: str) -> list[int] | int:
+    """The real LR's JPEG qualities (`cyclesr_dist.data.jpeg_estimate`, cached beside them): [5th, 95th
+    percentile] for "auto", the median for "auto-median"; 0 (stage off) if none is JPEG-compressed."""
+    cache = op_data / "jpeg_quality.json"
+    if not cache.is_file():
+        cache.write_text(json.dumps(quality_summary(estimate_folder(op_data / "real_lr"))))
+    summary = json.loads(cache.read_text())
+    if summary is None:
+        return 0
+    return [summary["low"], summary["high"]] if mode == "auto" else summary["median"]
 
 
 def time_to_quality(args: argparse.Namespace, cyclesr_dir: Path, pairs: list, results: dict) -> dict:
@@ -181,7 +209,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--g-downsampling", type=int, default=0, help="generators' stride-2 stages (reference: 2)")
     p.add_argument("--g-noise-channels", type=int, default=3, help="noise channels fed to the generators")
     p.add_argument("--g-noise-at", default="tail", help="where the noise channels enter: input|tail")
-    p.add_argument("--g-jpeg-quality", type=float, default=90, help="generators end in a learned JPEG (0 = off)")
+    p.add_argument(
+        "--g-jpeg-quality",
+        type=jpeg_quality_arg,
+        default=90.0,
+        help="G ends in a JPEG at this learned quality (0 = off); auto: at qualities drawn from the range measured "
+        "on the operator's real LR; auto-median: learned from their median",
+    )
     p.add_argument("--content-low-pass", type=float, default=1.0, help="cycle/identity L1 on blur_σ only (0 = full)")
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
     p.add_argument("--sr-lr", type=float, default=1e-3, help="SR learning rate of every trained row (as the demo)")

@@ -85,7 +85,8 @@ CASES = [
     (
         "JPEG quality not a number",
         train("model.generator.args.jpeg_quality=high"),
-        "translation generator network 'resnet': JPEG quality must be a number in [10, 100], got 'high'",
+        "translation generator network 'resnet': JPEG quality must be a number in [10, 100] or a range [low, high] "
+        "in it, got 'high'",
     ),
     (
         "JPEG quality rate not a positive number",

@@ -1,4 +1,4 @@
-"""`cyclesr demo-data` and `cyclesr data shard`."""
+"""`cyclesr demo-data`, `cyclesr data shard` and `cyclesr data jpeg-quality`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def register(sub: Any) -> None:
     p = data.add_parser("shard", help="write WebDataset tar shards of HR/LR crops")
     add_shard_arguments(p)
     p.set_defaults(run=run_shard)
+    p = data.add_parser("jpeg-quality", help="measure the JPEG quality of the real LR photos (for G's JPEG stage)")
+    p.add_argument("lr_dir", help="folder of real low-resolution photos (searched recursively)")
+    p.add_argument("--per-image", action="store_true", help="also print each image's estimate")
+    p.set_defaults(run=run_jpeg_quality)
 
 
 def run_demo_data(args: argparse.Namespace) -> int:
@@ -73,4 +77,28 @@ def run_shard(args: argparse.Namespace) -> int:
     if empty:
         print(f"error: no usable images for {', '.join(empty)}: nothing to train on", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_jpeg_quality(args: argparse.Namespace) -> int:
+    from ..data.jpeg_estimate import estimate_folder, quality_summary
+    from ..errors import BadInput
+
+    estimates = estimate_folder(args.lr_dir)
+    if not estimates:
+        raise BadInput(f"no images in {args.lr_dir}: give the folder of real LR photos")
+    if args.per_image:
+        for name, quality in estimates.items():
+            print(f"  {name}: {quality if quality is not None else 'no JPEG quantisation found'}")
+    summary = quality_summary(estimates)
+    if summary is None:
+        print(
+            f"{len(estimates)} images, none with a JPEG quantisation: not JPEG-compressed, resized after it, or above "
+            "quality ~95; leave model.generator.args.jpeg_quality off"
+        )
+        return 0
+    print(
+        f"{summary['images']} of {len(estimates)} images JPEG-compressed, quality {summary['low']}–{summary['high']} "
+        f"(median {summary['median']}): model.generator.args.jpeg_quality=[{summary['low']},{summary['high']}]"
+    )
     return 0

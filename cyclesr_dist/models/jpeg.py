@@ -57,25 +57,43 @@ def _round_with_gradient(u: torch.Tensor) -> torch.Tensor:
 
 
 class DifferentiableJPEG(nn.Module):
-    """x in [-1, 1] → its JPEG at the learned quality (initially `quality`), same shape."""
+    """x in [-1, 1] → its JPEG, same shape: at a learned quality (initially `quality`), or with `quality` a range
+    [low, high] at a quality drawn per image, uniformly in it, and not learned (e.g. the range measured on the
+    real LR photos: `cyclesr data jpeg-quality`)."""
 
-    def __init__(self, quality: float = 90.0, rate: float = 100.0) -> None:
+    def __init__(self, quality: float | list[float] = 90.0, rate: float = 100.0) -> None:
         super().__init__()
-        if isinstance(quality, bool) or not isinstance(quality, int | float) or not 10 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be a number in [10, 100], got {quality!r}")
+        is_range = isinstance(quality, list | tuple)
+        bounds = list(quality) if is_range else [quality]
+        if not (
+            len(bounds) == (2 if is_range else 1)
+            and all(not isinstance(q, bool) and isinstance(q, int | float) and 10 <= q <= 100 for q in bounds)
+            and bounds == sorted(bounds)
+        ):
+            raise ValueError(
+                f"JPEG quality must be a number in [10, 100] or a range [low, high] in it, got {quality!r}"
+            )
         if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
             raise ValueError(f"JPEG quality rate must be a positive number, got {rate!r}")
         self.rate = float(rate)
-        # 1-D: DeepSpeed cannot flatten a 0-D parameter
-        self.quality_fraction = nn.Parameter(torch.tensor([quality / self.rate]))
+        self.quality_range = (float(bounds[0]), float(bounds[1])) if is_range else None
+        if self.quality_range is None:  # 1-D: DeepSpeed cannot flatten a 0-D parameter
+            self.quality_fraction = nn.Parameter(torch.tensor([bounds[0] / self.rate]))
         self.register_buffer("dct", _dct_matrix(), persistent=False)
         self.register_buffer("tables", torch.tensor([_LUMA, _CHROMA], dtype=torch.float32), persistent=False)
         self.register_buffer("rgb_to_ycc", torch.tensor(_RGB_TO_YCC), persistent=False)
         self.register_buffer("ycc_to_rgb", torch.linalg.inv(self.rgb_to_ycc), persistent=False)
 
     def quality(self) -> torch.Tensor:
+        """The learned quality (1 element)."""
         q = self.rate * self.quality_fraction
         return q + (q.clamp(10.0, 100.0) - q).detach()
+
+    def _qualities(self, n: int, device: torch.device) -> torch.Tensor:
+        if self.quality_range is None:
+            return self.quality().expand(n)
+        low, high = self.quality_range
+        return (low + (high - low) * torch.rand(n)).to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 throughout: DCT coefficients reach ~1000, where bf16's 8-bit mantissa would add a rounding of its own
@@ -85,16 +103,16 @@ class DifferentiableJPEG(nn.Module):
             return self._jpeg(x)
 
     def _jpeg(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.quality()
-        scale = torch.where(q < 50, 50 / q, 2 - q / 50)  # IJG's percentage / 100
-        tables = (self.tables * scale).clamp_min(1.0)
         n, _, h, w = x.shape
         top, left = (int(v) for v in torch.randint(0, MCU, (2,)))
+        q = self._qualities(n, x.device).view(n, 1, 1, 1)
+        scale = torch.where(q < 50, 50 / q, 2 - q / 50)  # IJG's percentage / 100
+        tables = (self.tables * scale).clamp_min(1.0)  # (n, luma/chroma, 8, 8)
         bottom, right = (-(h + top)) % MCU, (-(w + left)) % MCU
         pixels = F.pad(x.float() * 127.5 - 0.5, (left, right, top, bottom), mode="replicate")  # 8-bit − 128
         ycc = torch.einsum("ij,njhw->nihw", self.rgb_to_ycc, pixels)
-        luma = self._quantise(ycc[:, :1], tables[0])
-        chroma = self._quantise(F.avg_pool2d(ycc[:, 1:], 2), tables[1])
+        luma = self._quantise(ycc[:, :1], tables[:, 0])
+        chroma = self._quantise(F.avg_pool2d(ycc[:, 1:], 2), tables[:, 1])
         chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
         rgb = torch.einsum("ij,njhw->nihw", self.ycc_to_rgb, torch.cat([luma, chroma], 1))
         out = (rgb[..., top : top + h, left : left + w] + 0.5) / 127.5
@@ -104,6 +122,7 @@ class DifferentiableJPEG(nn.Module):
         n, c, h, w = plane.shape
         blocks = plane.reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4)  # (..., 8 rows, 8 cols) per block
         coefficients = self.dct @ blocks @ self.dct.T
+        table = table.view(n, 1, 1, 1, 8, 8)
         coefficients = _round_with_gradient(coefficients / table) * table
         blocks = self.dct.T @ coefficients @ self.dct
         return blocks.transpose(3, 4).reshape(n, c, h, w)

@@ -22,21 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jpeg_tables import LUMA, dct_matrix
 from .images import list_images, read_image
 
-_LUMA_TABLE = np.array(
-    [
-        [16, 11, 10, 16, 24, 40, 51, 61],
-        [12, 12, 14, 19, 26, 58, 60, 55],
-        [14, 13, 16, 24, 40, 57, 69, 56],
-        [14, 17, 22, 29, 51, 87, 80, 62],
-        [18, 22, 37, 56, 68, 109, 103, 77],
-        [24, 35, 55, 64, 81, 104, 113, 92],
-        [49, 64, 78, 87, 103, 121, 120, 101],
-        [72, 92, 95, 98, 112, 100, 103, 99],
-    ],
-    dtype=np.float64,
-)
+_LUMA_TABLE = np.array(LUMA, dtype=np.float64)
 # low and middle AC frequencies: enough non-zero levels in any photo, and steps large against the noise of the
 # decoded pixels' 8-bit rounding (about ±0.5 on a coefficient) at common qualities
 _FREQUENCIES = tuple((u, v) for u in range(5) for v in range(5) if 1 <= u + v <= 4)
@@ -52,18 +41,11 @@ def luma_table(quality: int) -> np.ndarray:
     return np.clip(np.floor((_LUMA_TABLE * scale + 50) / 100), 1, 255)
 
 
-def _dct_matrix() -> np.ndarray:
-    k, n = np.meshgrid(np.arange(8.0), np.arange(8.0), indexing="ij")
-    d = np.cos(np.pi * (2 * n + 1) * k / 16) * np.sqrt(2 / 8)
-    d[0] /= np.sqrt(2)
-    return d
-
-
 def _coefficients(luma: np.ndarray, top: int, left: int) -> np.ndarray:
     """(blocks, len(_FREQUENCIES)) DCT coefficients of the 8×8 blocks whose grid starts at (top, left)."""
     h, w = (luma.shape[0] - top) // 8 * 8, (luma.shape[1] - left) // 8 * 8
     blocks = luma[top : top + h, left : left + w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
-    d = _dct_matrix()
+    d = dct_matrix()
     coefficients = d @ blocks.reshape(-1, 8, 8) @ d.T
     return np.stack([coefficients[:, u, v] for u, v in _FREQUENCIES], axis=1)
 

@@ -23,27 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_LUMA = [
-    [16, 11, 10, 16, 24, 40, 51, 61],
-    [12, 12, 14, 19, 26, 58, 60, 55],
-    [14, 13, 16, 24, 40, 57, 69, 56],
-    [14, 17, 22, 29, 51, 87, 80, 62],
-    [18, 22, 37, 56, 68, 109, 103, 77],
-    [24, 35, 55, 64, 81, 104, 113, 92],
-    [49, 64, 78, 87, 103, 121, 120, 101],
-    [72, 92, 95, 98, 112, 100, 103, 99],
-]
-_CHROMA = [
-    [17, 18, 24, 47, 99, 99, 99, 99],
-    [18, 21, 26, 66, 99, 99, 99, 99],
-    [24, 26, 56, 99, 99, 99, 99, 99],
-    [47, 66, 99, 99, 99, 99, 99, 99],
-] + [[99] * 8] * 4
+from ..jpeg_tables import CHROMA, LUMA
+
 _RGB_TO_YCC = [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
 MCU = 16  # a 4:2:0 macroblock: the grid's period in pixels
 
 
 def _dct_matrix() -> torch.Tensor:
+    # built in float32 by torch (not from jpeg_tables.dct_matrix's float64): the stage's numbers stay those the
+    # benchmark and the demo were measured with
     k, n = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
     d = torch.cos(math.pi * (2 * n + 1) * k / 16) * math.sqrt(2 / 8)
     d[0] /= math.sqrt(2)
@@ -80,7 +68,7 @@ class DifferentiableJPEG(nn.Module):
         if self.quality_range is None:  # 1-D: DeepSpeed cannot flatten a 0-D parameter
             self.quality_fraction = nn.Parameter(torch.tensor([bounds[0] / self.rate]))
         self.register_buffer("dct", _dct_matrix(), persistent=False)
-        self.register_buffer("tables", torch.tensor([_LUMA, _CHROMA], dtype=torch.float32), persistent=False)
+        self.register_buffer("tables", torch.tensor([LUMA, CHROMA], dtype=torch.float32), persistent=False)
         self.register_buffer("rgb_to_ycc", torch.tensor(_RGB_TO_YCC), persistent=False)
         self.register_buffer("ycc_to_rgb", torch.linalg.inv(self.rgb_to_ycc), persistent=False)
 

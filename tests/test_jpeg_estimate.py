@@ -68,7 +68,11 @@ def test_cli_prints_the_range_as_the_config_line_and_refuses_bad_folders_in_one_
     assert same_tables(high, 85) or 84 <= high < 85
     result = run_cli("data", "jpeg-quality", str(png_dir))
     assert result.returncode == 0 and "leave model.generator.args.jpeg_quality off" in result.stdout
-    for folder, message in ((tmp_path / "nowhere", "image folder not found"), (empty, "no images in")):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    cases = ((tmp_path / "nowhere", "image folder not found"), (empty, "no images in"), (corrupt, "broken.png"))
+    for folder, message in cases:
         result = run_cli("data", "jpeg-quality", str(folder))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

@@ -29,7 +29,8 @@ With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds
 seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_ttq.py).
 
 CycleSR's networks default to the options measured to help (BENCHMARKS.md, "Quality"): identity-skip generators
-at full LR resolution with per-pixel noise at the tail and a learned JPEG stage at the end (--g-jpeg-quality),
+at full LR resolution with per-pixel noise at the tail and a JPEG stage at G's end drawing its quality per image
+from the range measured on the operator's real LR (--g-jpeg-quality auto, as `cyclesr data jpeg-quality` does),
 high-pass discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net.
 `--set KEY=VALUE` passes any trainer override to every trained row.
 
@@ -212,7 +213,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--g-jpeg-quality",
         type=jpeg_quality_arg,
-        default=90.0,
+        default="auto",
         help="G ends in a JPEG at this learned quality (0 = off); auto: at qualities drawn from the range measured "
         "on the operator's real LR; auto-median: learned from their median",
     )

@@ -7,8 +7,8 @@ still carries its quantisation: its luma DCT coefficients, on the file's 8×8 gr
 the table the encoder used. So the quality can be measured instead of learned.
 
 How: luma (JFIF) of the 8-bit image, 8×8 DCT-II at each of the 64 grid phases (a crop of a file can sit at any);
-for each quality q in 10..100 the IJG luma table at q (the integer rule encoders use) and, over the few lowest
-AC frequencies, the misfit 12 · mean((c / Q − round(c / Q))²) of the coefficients that quantise to a non-zero
+for each quality q in 10..100 the IJG luma table at q (the integer rule encoders use) and, over the low and
+middle AC frequencies, the misfit 12 · mean((c / Q − round(c / Q))²) of the coefficients that quantise to a non-zero
 level (1: no relation to Q; about 1 / Q² from the 8-bit rounding of the decoded pixels when Q is the table).
 The estimate is the quality of least misfit (a finer table whose steps divide the true ones leaves the same
 absolute residuals, a larger misfit relative to its smaller steps) at the phase where it is least. An image that
@@ -41,6 +41,10 @@ def luma_table(quality: int) -> np.ndarray:
     return np.clip(np.floor((_LUMA_TABLE * scale + 50) / 100), 1, 255)
 
 
+# (qualities, frequencies): each quality's quantisation steps at the frequencies read, built once
+_STEPS = np.array([[luma_table(int(q))[u, v] for u, v in _FREQUENCIES] for q in QUALITIES])
+
+
 def _coefficients(luma: np.ndarray, top: int, left: int) -> np.ndarray:
     """(blocks, len(_FREQUENCIES)) DCT coefficients of the 8×8 blocks whose grid starts at (top, left)."""
     h, w = (luma.shape[0] - top) // 8 * 8, (luma.shape[1] - left) // 8 * 8
@@ -64,11 +68,10 @@ def estimate_quality(img: np.ndarray) -> int | None:
     h, w = min(img.shape[0], REGION), min(img.shape[1], REGION)  # a central region: enough blocks, bounded time
     top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
     luma = img[top : top + h, left : left + w].astype(np.float64) @ np.array([0.299, 0.587, 0.114]) - 128.0
-    steps = np.array([[luma_table(int(q))[u, v] for u, v in _FREQUENCIES] for q in QUALITIES])
     best_misfit, best_quality = FITS, None
     for phase_top in range(8):
         for phase_left in range(8):
-            misfit = _misfits(_coefficients(luma, phase_top, phase_left), steps)
+            misfit = _misfits(_coefficients(luma, phase_top, phase_left), _STEPS)
             i = int(np.argmin(misfit))  # the first of equal tables: the coarsest quality that has them
             if misfit[i] < best_misfit:
                 best_misfit, best_quality = float(misfit[i]), int(QUALITIES[i])

@@ -21,16 +21,18 @@ def test_production_config_holds_the_reference_hyper_parameters_and_the_benchmar
     assert (g["ngf"], g["n_blocks"], d["ndf"], d["n_layers"], sr["nf"], sr["nb"]) == (64, 9, 64, 3, 64, 20)
     # the options the quality benchmark's CycleSR rows run with (BENCHMARKS.md, "Quality")
     assert (g["n_downsampling"], g["residual"], g["noise_channels"], g["noise_at"]) == (0, True, 3, "tail")
-    assert (g["jpeg_quality"], d["high_pass"], sr["bicubic_skip"], c.loss.content_low_pass) == (90, 1.0, True, 1.0)
+    assert (g["jpeg_quality"], d["high_pass"], sr["bicubic_skip"], c.loss.content_low_pass) == ("auto", 1.0, True, 1.0)
 
 
-def test_every_shipped_config_loads_and_builds_its_networks():
+def test_every_shipped_config_loads_and_builds_its_networks(demo_data):
     from cyclesr_dist.cyclesr import build_networks
+    from cyclesr_dist.cyclesr.measured import with_measured_jpeg_quality
 
     paths = sorted((ROOT / "configs").glob("*.yaml"))
     assert {p.name for p in paths} >= {"cyclesr.yaml", "demo.yaml", "vega.yaml"}
-    for path in paths:
-        nets = build_networks(load_config(path).model)
+    for path in paths:  # `jpeg_quality: auto` measured on the demo's real LR, as `cyclesr train` would
+        config = with_measured_jpeg_quality(load_config(path, ["data.kind=folder", f"data.root={demo_data}"]))
+        nets = build_networks(config.model)
         assert set(nets) == {"gen_clean_to_real", "gen_real_to_clean", "disc_clean", "disc_real", "sr"}, path
 
 

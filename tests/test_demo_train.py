@@ -117,7 +117,7 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(demo_data, tmp_pat
 
 def test_production_config_trains_its_recipe_through_every_stage(demo_data, tmp_path):
     """configs/cyclesr.yaml as shipped (reference widths, the recipe's options, bf16, batched calls) on small crops
-    of the demo photos: translation, then joint steps, a checkpoint holding G's learned JPEG quality."""
+    of the demo photos: translation, then joint steps, a checkpoint holding G's JPEG range measured on the real LR."""
     out = tmp_path / "run"
     result = run_cli(
         "train", "--config", "configs/cyclesr.yaml", "data.kind=folder", f"data.root={demo_data}",
@@ -129,5 +129,10 @@ def test_production_config_trains_its_recipe_through_every_stage(demo_data, tmp_
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in records if "stage" in r] == ["translation"] * 2 + ["joint"] * 2
     assert all(np.isfinite(r["loss/SR"]) for r in records if "loss/SR" in r)
+    # `jpeg_quality: auto` became the range the JPEG tool measures on the same photos; stored with G, not learned
+    tool = run_cli("data", "jpeg-quality", str(demo_data / "real_lr"))
+    measured = json.loads(tool.stdout.strip().rsplit("jpeg_quality=", 1)[1])
+    assert "jpeg_quality auto: G's JPEG quality drawn from" in result.stdout
     entry, state = network_state(find_checkpoint(out), "gen_clean_to_real")
-    assert entry["args"]["jpeg_quality"] == 90 and entry["args"]["ngf"] == 64 and "jpeg.quality_fraction" in state
+    assert entry["args"]["jpeg_quality"] == measured and entry["args"]["ngf"] == 64
+    assert "jpeg.quality_fraction" not in state

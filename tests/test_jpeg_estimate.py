@@ -93,3 +93,36 @@ def test_stage_with_a_range_draws_a_quality_per_image_and_learns_none():
     for bad in ([90, 70], [70], [5, 90], [70, 80, 90], "high"):
         with pytest.raises(ValueError, match="or a range"):
             DifferentiableJPEG(bad)
+
+
+def test_training_config_auto_measures_the_real_lr_as_folder_and_as_shards(tmp_path, capsys):
+    """`jpeg_quality: auto` becomes the range the real LR shows (whole files or shard crops), 0 without JPEG."""
+    from cyclesr_dist.config import load_config
+    from cyclesr_dist.cyclesr.measured import with_measured_jpeg_quality
+    from cyclesr_dist.data.shards import write_shards
+
+    root = tmp_path / "data"
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    for i, photo in enumerate(photos):
+        save_rgb(photo[:256, :256], root / "hr" / f"{i}.png")
+        for j, quality in enumerate([75, 80, 85]):
+            save_rgb(jpeg_round_trip(photo[j * 40 : j * 40 + 200, :256], quality), root / "real_lr" / f"{i}_{j}.png")
+    overrides = [f"data.root={root}", "model.generator.args.jpeg_quality=auto"]
+
+    def measured(*more: str):
+        config = with_measured_jpeg_quality(load_config(ROOT / "configs" / "demo.yaml", overrides + list(more)))
+        return config.model.generator.args["jpeg_quality"]
+
+    low, high = measured()
+    assert same_tables(low, 75) and same_tables(high, 85)
+    assert "measured on 12 of 12 real-LR images" in capsys.readouterr().out
+    # shards: 120² crops (the default LR crop), fewer blocks per estimate than a whole file, so ±1 quality
+    write_shards(root / "hr", root / "real_lr", tmp_path / "shards", hr_crop=128, lr_crop=120, lr_stride=40, workers=1)
+    shards = str(tmp_path / "shards")
+    crops = measured("data.kind=webdataset", f"data.hr_shards={shards}", f"data.lr_shards={shards}")
+    assert abs(crops[0] - low) <= 1 and abs(crops[1] - high) <= 1
+    for path in (root / "real_lr").glob("*.png"):  # never compressed: no table fits, the stage is switched off
+        save_rgb(photos[0][:200, :256], path)
+    assert measured() == 0 and "G's JPEG stage off" in capsys.readouterr().out
+    # a number (learned from there) or a range is the user's choice and left alone
+    assert measured("model.generator.args.jpeg_quality=90") == 90

@@ -3,6 +3,7 @@ nothing written. `--debug` shows the traceback."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -39,6 +40,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> dict[str
     (root / "notes.txt").write_text("not a checkpoint")
     save_rgb(lr, root / "photo.png")
     (root / "empty").mkdir()
+    shutil.copytree(demo_data, root / "broken_demo")
+    (root / "broken_demo" / "real_lr" / "zz.png").write_bytes((root / "bad.png").read_bytes())
     return {"root": root, "demo": demo_data}
 
 
@@ -65,6 +68,11 @@ CASES = [
     ("missing config", cmd("train", "--config", "{root}/nope.yaml"), "config file not found: "),
     ("missing data folder", train("data.root=/nonexistent"), "data.root=/nonexistent: no hr/ folder"),
     (
+        "corrupt real-LR photo (read to measure its JPEG quality)",
+        cmd("train", "--config", "configs/demo.yaml", "data.root={root}/broken_demo", "output_dir={out}"),
+        "cannot read image",
+    ),
+    (
         "missing shards",
         train("data.kind=webdataset", "data.hr_shards=/nonexistent/", "data.lr_shards=/nonexistent/"),
         "1 of 1 shards not found: /nonexistent/",
@@ -86,7 +94,7 @@ CASES = [
         "JPEG quality not a number",
         train("model.generator.args.jpeg_quality=high"),
         "translation generator network 'resnet': JPEG quality must be a number in [10, 100] or a range [low, high] "
-        "in it, got 'high'",
+        "in it (or, in a training config, auto: the range measured on the real LR), got 'high'",
     ),
     (
         "JPEG quality rate not a positive number",

@@ -4,6 +4,7 @@ the `data` section of the config (folder or WebDataset)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import numpy as np
 from ..config import Config, DataConfig
 from ..errors import BadInput, InputNotFound
 from .folder import FolderUnpairedLoader, IndexedLoader
-from .images import list_images, load_rgb
-from .manifest import is_manifest_dir, read_manifest
+from .images import list_images, load_rgb, read_image
+from .manifest import check_shards, is_manifest_dir, read_manifest
 from .pairing import pair_files
 
 ValPair = tuple[str, np.ndarray, np.ndarray]  # (name, lr_uint8, hr_uint8)
@@ -42,6 +43,17 @@ def with_epoch_from_data(config: Config) -> Config:
     return dataclasses.replace(config, data=dataclasses.replace(data, steps_per_epoch=steps))
 
 
+def unpaired_folder_root(data: DataConfig) -> Path:
+    """`data.root` of the folder kind, checked to hold both domains."""
+    root = Path(data.root)
+    for sub in ("hr", "real_lr"):
+        if not (root / sub).is_dir():
+            raise InputNotFound(
+                f"data.root={data.root}: no {sub}/ folder (data.kind=folder reads root/hr and root/real_lr)"
+            )
+    return root
+
+
 def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: int, micro_batch: int):
     """An endless, resumable iterator of `{hr, clean_lr, real_lr}` batches of `micro_batch` samples for this rank
     (`state_dict`, `load_state_dict`, `skipped`). Errors in the data settings raise before any worker starts."""
@@ -58,17 +70,41 @@ def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: in
         hr_to_lr=data.hr_to_lr,
     )
     if data.kind == "folder":
-        root = Path(data.root)
-        for sub in ("hr", "real_lr"):
-            if not (root / sub).is_dir():
-                raise InputNotFound(
-                    f"data.root={data.root}: no {sub}/ folder (data.kind=folder reads root/hr and root/real_lr)"
-                )
+        root = unpaired_folder_root(data)
         loader: IndexedLoader = FolderUnpairedLoader(root / "hr", root / "real_lr", **common)
         return loader
     from .stream import StreamingUnpairedLoader
 
     return StreamingUnpairedLoader(data.hr_shards, data.lr_shards, world_size=world_size, **common)
+
+
+def real_lr_images(data: DataConfig, limit: int) -> list[tuple[str, np.ndarray]]:
+    """Up to `limit` (name, uint8 image) samples of the real LR, spread evenly over the set and the same on every
+    call: whole files (folder kind) or crops, the first few of evenly chosen lr shards (webdataset kind). For
+    measuring the real LR before training; an unreadable member is left out (training counts those)."""
+    if data.kind == "folder":
+        paths = list_images(unpaired_folder_root(data) / "real_lr")
+        return [(str(paths[i]), read_image(paths[i])) for i in _spread(len(paths), limit)]
+    import webdataset as wds
+
+    from .stream.domain import decode_member
+
+    urls = check_shards(data.lr_shards, split="lr")
+    urls = [urls[i] for i in _spread(len(urls), limit)]
+    per_shard = -(-limit // len(urls))
+    out = []
+    for url in urls:
+        samples = wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples())
+        for sample in itertools.islice(samples, per_shard):
+            img = decode_member(sample, min_side=1)
+            if not isinstance(img, str):
+                out.append((f"{url}:{sample['__key__']}", img))
+    return out[:limit]
+
+
+def _spread(count: int, limit: int) -> list[int]:
+    """min(count, limit) indices spread evenly over range(count), first and last included."""
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, min(count, limit))}) if count else []
 
 
 def folder_val_pairs(lr_dir: str | Path, hr_dir: str | Path, max_images: int = 0, scale: int | None = None):

@@ -59,7 +59,8 @@ class DifferentiableJPEG(nn.Module):
             and bounds == sorted(bounds)
         ):
             raise ValueError(
-                f"JPEG quality must be a number in [10, 100] or a range [low, high] in it, got {quality!r}"
+                f"JPEG quality must be a number in [10, 100] or a range [low, high] in it (or, in a training config, "
+                f"auto: the range measured on the real LR), got {quality!r}"
             )
         if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
             raise ValueError(f"JPEG quality rate must be a positive number, got {rate!r}")

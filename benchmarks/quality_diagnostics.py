@@ -18,10 +18,16 @@ disc RUN        the run's D_Y (`disc_real`) mean score (LSGAN: 1 = real, 0 = fak
                 JPEG `quality`, also the degraded scenes at quality 100: how much of the score is JPEG's 8×8 grid
                 (which a convolutional G, with no sense of position, cannot draw). Where G has them, also G with
                 its noise off and with its JPEG stage off: which of its parts does D_Y mark?
+edges           median edge width (px) of the LR's strongest edges — contrast across ±3 px over the gradient at
+                the top 2 % of gradient maxima, luma — on: the test scenes' clean LR (bicubic of their HR) and their
+                true LR (the operator's), then the HR-domain scenes' clean LR and the real-LR domain. Can the blur be
+                *measured* without pairs, as the JPEG quality is? Only if the unpaired sets' difference tracks the
+                operator's, not the scenes'.
 
   python benchmarks/quality_diagnostics.py --data runs/quality/data sr-on noise-jpeg --steps 1000
   python benchmarks/quality_diagnostics.py --data runs/quality/data --operator camera energy runs/quality/camera/cyclesr
   python benchmarks/quality_diagnostics.py --data runs/quality/data --operator blur disc runs/quality/blur/cyclesr
+  python benchmarks/quality_diagnostics.py --data runs/quality/data --operator blur edges
 """
 
 from __future__ import annotations
@@ -183,6 +189,46 @@ def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
+def _edge_widths(img: np.ndarray, reach: int = 3, strongest: float = 0.02) -> np.ndarray:
+    """Contrast across ±`reach` px over the gradient magnitude at the strongest gradient maxima (a Gaussian-blurred
+    step of width σ gives σ·√(2π))."""
+    from scipy import ndimage
+
+    y = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    gx, gy = ndimage.sobel(y, 1) / 8, ndimage.sobel(y, 0) / 8
+    g = np.hypot(gx, gy)
+    direction = (np.round(np.arctan2(gy, gx) / (np.pi / 4)) % 4).astype(int)
+    maxima = np.zeros_like(g, dtype=bool)  # non-maximum suppression along the nearest of 4 directions
+    for k, step in enumerate([(0, 1), (1, 1), (1, 0), (1, -1)]):
+        ahead, behind = np.roll(g, step, (0, 1)), np.roll(g, (-step[0], -step[1]), (0, 1))
+        maxima |= (direction == k) & (g >= ahead) & (g >= behind)
+    border = np.zeros_like(maxima)
+    border[reach + 1 : -reach - 1, reach + 1 : -reach - 1] = True
+    maxima &= border & (g > 0)
+    ys, xs = np.nonzero(maxima & (g >= np.quantile(g[maxima], 1 - strongest)))
+    uy, ux = gy[ys, xs] / g[ys, xs], gx[ys, xs] / g[ys, xs]
+    ahead = ndimage.map_coordinates(y, [ys + reach * uy, xs + reach * ux], order=1)
+    behind = ndimage.map_coordinates(y, [ys - reach * uy, xs - reach * ux], order=1)
+    return np.abs(ahead - behind) / g[ys, xs]
+
+
+def edge_widths(data: Path, operator: str) -> dict[str, float]:
+    def clean(hr: np.ndarray) -> np.ndarray:
+        return model_to_uint8(bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)[0])
+
+    def median(images: list[np.ndarray]) -> float:
+        return float(np.median(np.concatenate([_edge_widths(img) for img in images])))
+
+    folder = data / operator
+    images = {
+        "test scenes, clean LR": [clean(load_rgb(p)) for p in sorted((folder / "test" / "hr").glob("*.png"))],
+        "test scenes, true LR": [load_rgb(p) for p in sorted((folder / "test" / "lr").glob("*.png"))],
+        "HR-domain scenes, clean LR": [clean(load_rgb(p)) for p in sorted((data / "hr").glob("*.png"))],
+        "real-LR domain": [load_rgb(p) for p in sorted((folder / "real_lr").glob("*.png"))],
+    }
+    return {name: median(imgs) for name, imgs in images.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="the data folder benchmarks/quality.py built (WORK/data)")
@@ -195,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("run")
     d = sub.add_parser("disc")
     d.add_argument("run")
+    sub.add_parser("edges")
     args = p.parse_args(argv)
     data = Path(args.data)
     if args.cmd == "sr-on":
@@ -205,6 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "energy":
         e = energy(data, args.operator, Path(args.run))
         print(f"{args.run}: fine-band energy (0-255) " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()))
+    elif args.cmd == "edges":
+        w = edge_widths(data, args.operator)
+        keys = list(w)
+        print(
+            f"{args.operator}: median edge width (px) "
+            + ", ".join(f"{k} {v:.3f}" for k, v in w.items())
+            + f"; true ÷ clean, same scenes {w[keys[1]] / w[keys[0]]:.3f}; real ÷ clean, unpaired "
+            f"{w[keys[3]] / w[keys[2]]:.3f}; the two clean sets {w[keys[2]] / w[keys[0]]:.3f}"
+        )
     else:
         scores = disc_scores(data, args.operator, Path(args.run))
         print(f"{args.run}: mean D_Y score (1 = real) " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))

@@ -22,7 +22,7 @@ edges           median edge width (px) of the LR's strongest edges — contrast 
                 the top 2 % of gradient maxima, luma — on: the test scenes' clean LR (bicubic of their HR) and their
                 true LR (the operator's), then the HR-domain scenes' clean LR and the real-LR domain. Can the blur be
                 *measured* without pairs, as the JPEG quality is? Only if the unpaired sets' difference tracks the
-                operator's, not the scenes'.
+                operator's, not the scenes'. Also the σ of a Gaussian that accounts for the unpaired difference.
 
   python benchmarks/quality_diagnostics.py --data runs/quality/data sr-on noise-jpeg --steps 1000
   python benchmarks/quality_diagnostics.py --data runs/quality/data --operator camera energy runs/quality/camera/cyclesr
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -229,6 +230,13 @@ def edge_widths(data: Path, operator: str) -> dict[str, float]:
     return {name: median(imgs) for name, imgs in images.items()}
 
 
+def implied_blur(widths: dict[str, float]) -> float:
+    """σ (LR px) of the Gaussian that, added to the clean LR's, widens its edges as the real LR's are wider: a
+    Gaussian-blurred step of σ is σ·√(2π) wide, and Gaussians add in σ²."""
+    clean, real = widths["HR-domain scenes, clean LR"], widths["real-LR domain"]
+    return clean / math.sqrt(2 * math.pi) * math.sqrt(max((real / clean) ** 2 - 1, 0.0))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="the data folder benchmarks/quality.py built (WORK/data)")
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.operator}: median edge width (px) "
             + ", ".join(f"{k} {v:.3f}" for k, v in w.items())
             + f"; true ÷ clean, same scenes {w[keys[1]] / w[keys[0]]:.3f}; real ÷ clean, unpaired "
-            f"{w[keys[3]] / w[keys[2]]:.3f}; the two clean sets {w[keys[2]] / w[keys[0]]:.3f}"
+            f"{w[keys[3]] / w[keys[2]]:.3f}; the two clean sets {w[keys[2]] / w[keys[0]]:.3f}; "
+            f"σ of a Gaussian making up the unpaired difference, LR px (G's input_blur) {implied_blur(w):.2f}"
         )
     else:
         scores = disc_scores(data, args.operator, Path(args.run))

@@ -368,3 +368,25 @@ def test_jpeg_stage_learns_its_quality_sits_in_g_only_and_needs_the_8_bit_range(
     assert not {"jpeg_quality", "jpeg_quality_rate"} & set(recorded["gen_real_to_clean"]["args"])
     with pytest.raises(ConfigError, match="jpeg_quality works on 8-bit values mapped to"):
         load_config(None, ["model.generator.args.jpeg_quality=90", "data.value_range=[0, 1]"])
+
+
+def test_input_blur_is_a_fixed_gaussian_in_the_degrading_generator_only():
+    import torch.nn.functional as F
+
+    from cyclesr_dist.cyclesr.networks import network_configs
+    from cyclesr_dist.models.layers import gaussian_kernel
+
+    args = {"ngf": 8, "n_blocks": 1, "n_downsampling": 0, "residual": True, "input_blur": 0.5}
+    gen = GENERATORS.build("resnet", args)
+    x = torch.rand(1, 3, 20, 20) * 2 - 1
+    kernel = gaussian_kernel(0.5).to(x)  # a zero-initialised residual: G starts as exactly that blur
+    padded = F.pad(x, [kernel.shape[-1] // 2] * 4, mode="reflect")
+    expected = F.conv2d(padded, kernel[None, None].expand(3, 1, -1, -1), groups=3)
+    assert torch.allclose(gen(x), expected.clamp(-1, 1), atol=1e-6)
+    assert not any("input_blur" in name for name, _ in gen.named_parameters())  # given, not learned
+    config = load_config(None, ["model.generator.args.input_blur=0.5"])
+    nets = build_networks(config.model)
+    assert nets["gen_clean_to_real"].input_blur is not None and nets["gen_real_to_clean"].input_blur is None
+    assert "input_blur" not in network_configs(config.model)["gen_real_to_clean"]["args"]
+    with pytest.raises(ValueError, match="input_blur must be a Gaussian σ in LR pixels"):
+        GENERATORS.build("resnet", {**args, "input_blur": -1})

@@ -48,7 +48,9 @@ class ResnetGenerator(nn.Module):
     channel, DC gain 1, starting as the identity) and adds the residual to that: clean LR and real LR of the same
     photo differ mostly by such a linear filter (another blur, another sampling filter), which a stack of ReLU
     convolutions learns slowly and only approximately from an adversarial signal. `kernel_gain` scales how fast
-    that filter moves (`LearnedKernel`). `block_padding` "reflect" (CycleGAN's, default) or "zero" (vega's).
+    that filter moves (`LearnedKernel`). `input_blur=σ` (not in the reference, 0 = off) first blurs the image with a
+    fixed Gaussian of σ LR pixels: a blur given, not learned, e.g. one measured on the real LR. `block_padding`
+    "reflect" (CycleGAN's, default) or "zero" (vega's).
     `jpeg_quality=q` (not in the reference, 0 = off) ends with a differentiable JPEG at a learned quality starting
     at q (`DifferentiableJPEG`): the block grid a real LR file has and a convolution cannot place; one Adam step
     moves that quality by about lr × `jpeg_quality_rate` points. CycleSR gives both to G only
@@ -69,11 +71,15 @@ class ResnetGenerator(nn.Module):
         noise_at: str = "input",
         blur_kernel: int = 0,
         kernel_gain: float = 1.0,
+        input_blur: float = 0.0,
         block_padding: str = "reflect",
         jpeg_quality: float = 0.0,
         jpeg_quality_rate: float = 100.0,
     ) -> None:
         super().__init__()
+        if isinstance(input_blur, bool) or not isinstance(input_blur, int | float) or input_blur < 0:
+            raise ValueError(f"input_blur must be a Gaussian σ in LR pixels (0 = off), got {input_blur!r}")
+        self.input_blur = GaussianBlur(float(input_blur)) if input_blur else None
         self.blur = LearnedKernel(blur_kernel, kernel_gain) if blur_kernel else None
         self.jpeg = DifferentiableJPEG(jpeg_quality, jpeg_quality_rate) if jpeg_quality else None
         if noise_at not in ("input", "tail"):
@@ -115,6 +121,8 @@ class ResnetGenerator(nn.Module):
         return torch.cat([t, noise if self.noise_std == 1.0 else noise * self.noise_std], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_blur is not None:
+            x = self.input_blur(x)
         if self.blur is not None:
             x = self.blur(x)
         if self.tail_noise:  # the tail is the last three layers: pad, 7×7 conv, tanh

@@ -233,7 +233,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="for evaluation")
     p.add_argument("--tile", type=int, default=0, help="evaluation tile size (0 = whole image)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="trainer override")
-    p.add_argument("--tag", default="", help="CycleSR variant name: its runs go to OP/cyclesr-TAG; baselines shared")
+    p.add_argument(
+        "--tag",
+        default="",
+        help="CycleSR variant name: runs in OP/cyclesr-TAG, results in WORK/results-TAG.json; baselines shared",
+    )
     p.add_argument("--max-shift", type=int, default=4, help="also report the best PSNR over shifts of ±K HR px")
     p.add_argument(
         "--time-to-quality",
@@ -315,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         "mean_over_operators": means,
         "targets_mean": mean_targets,
     }
-    (work / "results.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nwrote {work / 'results.json'}")
+    # a variant's results beside the default's, so that variants run side by side do not overwrite each other
+    results = work / (f"results-{args.tag}.json" if args.tag else "results.json")
+    results.write_text(json.dumps(summary, indent=2))
+    print(f"\nwrote {results}")
     return 0
 
 

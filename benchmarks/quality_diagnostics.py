@@ -230,11 +230,10 @@ def edge_widths(data: Path, operator: str) -> dict[str, float]:
     return {name: median(imgs) for name, imgs in images.items()}
 
 
-def implied_blur(widths: dict[str, float]) -> float:
-    """σ (LR px) of the Gaussian that, added to the clean LR's, widens its edges as the real LR's are wider: a
+def implied_blur(clean: float, degraded: float) -> float:
+    """σ (LR px) of the Gaussian that, added to the clean LR's, widens its edges to the degraded LR's width: a
     Gaussian-blurred step of σ is σ·√(2π) wide, and Gaussians add in σ²."""
-    clean, real = widths["HR-domain scenes, clean LR"], widths["real-LR domain"]
-    return clean / math.sqrt(2 * math.pi) * math.sqrt(max((real / clean) ** 2 - 1, 0.0))
+    return clean / math.sqrt(2 * math.pi) * math.sqrt(max((degraded / clean) ** 2 - 1, 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:.3f}" for k, v in w.items())
             + f"; true ÷ clean, same scenes {w[keys[1]] / w[keys[0]]:.3f}; real ÷ clean, unpaired "
             f"{w[keys[3]] / w[keys[2]]:.3f}; the two clean sets {w[keys[2]] / w[keys[0]]:.3f}; "
-            f"σ of a Gaussian making up the unpaired difference, LR px (G's input_blur) {implied_blur(w):.2f}"
+            f"σ of a Gaussian making up the difference, LR px: unpaired (G's input_blur) "
+            f"{implied_blur(w[keys[2]], w[keys[3]]):.2f}, same scenes {implied_blur(w[keys[0]], w[keys[1]]):.2f}"
         )
     else:
         scores = disc_scores(data, args.operator, Path(args.run))

@@ -83,3 +83,10 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     scores = dict(re.findall(r"(" + "|".join(map(re.escape, sets)) + r") (-?\d+\.\d+)", proc.stdout))
     assert set(scores) == set(sets), proc.stdout
     assert (tmp_path / "data" / "blur" / "jpeg_quality.json").is_file()  # the measurement, cached beside the data
+    # the edge-width diagnostic: four positive median widths and the two implied blurs
+    edges = [sys.executable, str(REPO / "benchmarks" / "quality_diagnostics.py"), "--data", str(tmp_path / "data")]
+    proc = subprocess.run([*edges, "--operator", "blur", "edges"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    widths = re.findall(r"(?:LR|domain) (\d+\.\d+)", proc.stdout.split(";")[0])
+    blurs = re.search(r"unpaired \(G's input_blur\) (\d+\.\d+), same scenes (\d+\.\d+)", proc.stdout)
+    assert len(widths) == 4 and all(float(w) > 0 for w in widths) and blurs, proc.stdout

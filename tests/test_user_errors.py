@@ -42,6 +42,9 @@ def files(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> dict[str
     (root / "empty").mkdir()
     shutil.copytree(demo_data, root / "broken_demo")
     (root / "broken_demo" / "real_lr" / "zz.png").write_bytes((root / "bad.png").read_bytes())
+    shutil.copytree(demo_data, root / "no_real_lr_demo")
+    for photo in (root / "no_real_lr_demo" / "real_lr").iterdir():
+        photo.unlink()
     return {"root": root, "demo": demo_data}
 
 
@@ -71,6 +74,11 @@ CASES = [
         "corrupt real-LR photo (read to measure its JPEG quality)",
         cmd("train", "--config", "configs/demo.yaml", "data.root={root}/broken_demo", "output_dir={out}"),
         "cannot read image",
+    ),
+    (
+        "no real-LR photo to measure the JPEG quality on",
+        cmd("train", "--config", "configs/demo.yaml", "data.root={root}/no_real_lr_demo", "output_dir={out}"),
+        "jpeg_quality: auto found no readable real-LR image in",
     ),
     (
         "missing shards",

@@ -14,6 +14,7 @@ import os
 from ..config import Config
 from ..data.jpeg_estimate import estimate_quality, quality_summary
 from ..data.loaders import real_lr_images
+from ..errors import BadInput
 
 AUTO = "auto"
 # Images (or shard crops) read: enough for a stable 5th–95th percentile, a few seconds per process
@@ -28,6 +29,13 @@ def with_measured_jpeg_quality(config: Config) -> Config:
     if args.get("jpeg_quality") != AUTO:
         return config
     images = real_lr_images(config.data, MEASURED_IMAGES)
+    if not images:
+        d = config.data
+        where = f"{d.root}/real_lr" if d.kind == "folder" else f"data.lr_shards={d.lr_shards}"
+        raise BadInput(
+            f"jpeg_quality: auto found no readable real-LR image in {where} to measure: add the photos, or set "
+            "model.generator.args.jpeg_quality to a quality or [low, high]"
+        )
     summary = quality_summary({name: estimate_quality(img) for name, img in images})
     if summary is None:
         quality: list[int] | int = 0

@@ -94,7 +94,8 @@ def real_lr_images(data: DataConfig, limit: int) -> list[tuple[str, np.ndarray]]
     per_shard = -(-limit // len(urls))
     out = []
     for url in urls:
-        samples = wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples())
+        # an unreadable shard is skipped here as in training; none readable at all is the caller's error
+        samples = wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples(handler=wds.warn_and_continue))
         for sample in itertools.islice(samples, per_shard):
             img = decode_member(sample, min_side=1)
             if not isinstance(img, str):

@@ -51,7 +51,13 @@ def files(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> dict[str
 def train(*overrides: str) -> Callable[[Path, dict], list[str]]:
     def argv(out: Path, files: dict) -> list[str]:
         common = [f"data.root={files['demo']}", f"output_dir={out}", "wandb.mode=disabled", "data.num_workers=0"]
-        return ["train", "--config", "configs/demo.yaml", *common, *overrides]
+        return [
+            "train",
+            "--config",
+            "configs/demo.yaml",
+            *common,
+            *(o.replace("{root}", str(files["root"])) for o in overrides),
+        ]
 
     return argv
 
@@ -72,12 +78,12 @@ CASES = [
     ("missing data folder", train("data.root=/nonexistent"), "data.root=/nonexistent: no hr/ folder"),
     (
         "corrupt real-LR photo (read to measure its JPEG quality)",
-        cmd("train", "--config", "configs/demo.yaml", "data.root={root}/broken_demo", "output_dir={out}"),
+        train("data.root={root}/broken_demo"),
         "cannot read image",
     ),
     (
         "no real-LR photo to measure the JPEG quality on",
-        cmd("train", "--config", "configs/demo.yaml", "data.root={root}/no_real_lr_demo", "output_dir={out}"),
+        train("data.root={root}/no_real_lr_demo"),
         "jpeg_quality: auto found no readable real-LR image in",
     ),
     (

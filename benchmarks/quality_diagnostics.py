@@ -22,7 +22,8 @@ edges           median edge width (px) of the LR's strongest edges — contrast 
                 the top 2 % of gradient maxima, luma — on: the test scenes' clean LR (bicubic of their HR) and their
                 true LR (the operator's), then the HR-domain scenes' clean LR and the real-LR domain. Can the blur be
                 *measured* without pairs, as the JPEG quality is? Only if the unpaired sets' difference tracks the
-                operator's, not the scenes'. Also the σ of a Gaussian that accounts for the unpaired difference.
+                operator's, not the scenes'. Also the σ of the Gaussian that gives the clean LR the degraded width,
+                solved on the unpaired sets (what `input_blur: auto` measures) and on the same scenes.
 
   python benchmarks/quality_diagnostics.py --data runs/quality/data sr-on noise-jpeg --steps 1000
   python benchmarks/quality_diagnostics.py --data runs/quality/data --operator camera energy runs/quality/camera/cyclesr
@@ -35,7 +36,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from PIL import Image  # noqa: E402
 from quality_data import SCALE, load_test_pairs  # noqa: E402
 from quality_runs import load_generator, load_network  # noqa: E402
 
+from cyclesr_dist.cyclesr.blur_estimate import estimate_input_blur  # noqa: E402
 from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
 from cyclesr_dist.data.images import (  # noqa: E402
     bicubic_resize,
@@ -190,50 +191,23 @@ def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def _edge_widths(img: np.ndarray, reach: int = 3, strongest: float = 0.02) -> np.ndarray:
-    """Contrast across ±`reach` px over the gradient magnitude at the strongest gradient maxima (a Gaussian-blurred
-    step of width σ gives σ·√(2π))."""
-    from scipy import ndimage
-
-    y = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    gx, gy = ndimage.sobel(y, 1) / 8, ndimage.sobel(y, 0) / 8
-    g = np.hypot(gx, gy)
-    direction = (np.round(np.arctan2(gy, gx) / (np.pi / 4)) % 4).astype(int)
-    maxima = np.zeros_like(g, dtype=bool)  # non-maximum suppression along the nearest of 4 directions
-    for k, step in enumerate([(0, 1), (1, 1), (1, 0), (1, -1)]):
-        ahead, behind = np.roll(g, step, (0, 1)), np.roll(g, (-step[0], -step[1]), (0, 1))
-        maxima |= (direction == k) & (g >= ahead) & (g >= behind)
-    border = np.zeros_like(maxima)
-    border[reach + 1 : -reach - 1, reach + 1 : -reach - 1] = True
-    maxima &= border & (g > 0)
-    ys, xs = np.nonzero(maxima & (g >= np.quantile(g[maxima], 1 - strongest)))
-    uy, ux = gy[ys, xs] / g[ys, xs], gx[ys, xs] / g[ys, xs]
-    ahead = ndimage.map_coordinates(y, [ys + reach * uy, xs + reach * ux], order=1)
-    behind = ndimage.map_coordinates(y, [ys - reach * uy, xs - reach * ux], order=1)
-    return np.abs(ahead - behind) / g[ys, xs]
-
-
 def edge_widths(data: Path, operator: str) -> dict[str, float]:
-    def clean(hr: np.ndarray) -> np.ndarray:
-        return model_to_uint8(bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)[0])
-
-    def median(images: list[np.ndarray]) -> float:
-        return float(np.median(np.concatenate([_edge_widths(img) for img in images])))
-
+    """Median widths of the four sets' strongest edges and the input blur G would be given: solved on the unpaired
+    sets (what `input_blur: auto` measures) and on the test scenes' clean and true LR (the same scenes)."""
     folder = data / operator
-    images = {
-        "test scenes, clean LR": [clean(load_rgb(p)) for p in sorted((folder / "test" / "hr").glob("*.png"))],
-        "test scenes, true LR": [load_rgb(p) for p in sorted((folder / "test" / "lr").glob("*.png"))],
-        "HR-domain scenes, clean LR": [clean(load_rgb(p)) for p in sorted((data / "hr").glob("*.png"))],
-        "real-LR domain": [load_rgb(p) for p in sorted((folder / "real_lr").glob("*.png"))],
+    test_hr = [load_rgb(p) for p in sorted((folder / "test" / "hr").glob("*.png"))]
+    test_lr = [load_rgb(p) for p in sorted((folder / "test" / "lr").glob("*.png"))]
+    hr = [load_rgb(p) for p in sorted((data / "hr").glob("*.png"))]
+    real_lr = [load_rgb(p) for p in sorted((folder / "real_lr").glob("*.png"))]
+    same, unpaired = estimate_input_blur(test_hr, test_lr, SCALE), estimate_input_blur(hr, real_lr, SCALE)
+    return {
+        "test scenes, clean LR": same["clean_width"],
+        "test scenes, true LR": same["real_width"],
+        "HR-domain scenes, clean LR": unpaired["clean_width"],
+        "real-LR domain": unpaired["real_width"],
+        "sigma unpaired": unpaired["sigma"],
+        "sigma same scenes": same["sigma"],
     }
-    return {name: median(imgs) for name, imgs in images.items()}
-
-
-def implied_blur(clean: float, degraded: float) -> float:
-    """σ (LR px) of the Gaussian that, added to the clean LR's, widens its edges to the degraded LR's width: a
-    Gaussian-blurred step of σ is σ·√(2π) wide, and Gaussians add in σ²."""
-    return clean / math.sqrt(2 * math.pi) * math.sqrt(max((degraded / clean) ** 2 - 1, 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.run}: fine-band energy (0-255) " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()))
     elif args.cmd == "edges":
         w = edge_widths(data, args.operator)
-        keys = list(w)
+        widths = list(w)[:4]
         print(
             f"{args.operator}: median edge width (px) "
-            + ", ".join(f"{k} {v:.3f}" for k, v in w.items())
-            + f"; true ÷ clean, same scenes {w[keys[1]] / w[keys[0]]:.3f}; real ÷ clean, unpaired "
-            f"{w[keys[3]] / w[keys[2]]:.3f}; the two clean sets {w[keys[2]] / w[keys[0]]:.3f}; "
-            f"σ of a Gaussian making up the difference, LR px: unpaired (G's input_blur) "
-            f"{implied_blur(w[keys[2]], w[keys[3]]):.2f}, same scenes {implied_blur(w[keys[0]], w[keys[1]]):.2f}"
+            + ", ".join(f"{k} {w[k]:.3f}" for k in widths)
+            + f"; true ÷ clean, same scenes {w[widths[1]] / w[widths[0]]:.3f}; real ÷ clean, unpaired "
+            f"{w[widths[3]] / w[widths[2]]:.3f}; the two clean sets {w[widths[2]] / w[widths[0]]:.3f}; "
+            f"σ of the Gaussian giving the clean LR the degraded width, LR px: unpaired (input_blur: auto) "
+            f"{w['sigma unpaired']:.2f}, same scenes {w['sigma same scenes']:.2f}"
         )
     else:
         scores = disc_scores(data, args.operator, Path(args.run))

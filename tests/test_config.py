@@ -26,12 +26,12 @@ def test_production_config_holds_the_reference_hyper_parameters_and_the_benchmar
 
 def test_every_shipped_config_loads_and_builds_its_networks(demo_data):
     from cyclesr_dist.cyclesr import build_networks
-    from cyclesr_dist.cyclesr.measured import with_measured_jpeg_quality
+    from cyclesr_dist.cyclesr.measured import with_measured_recipe
 
     paths = sorted((ROOT / "configs").glob("*.yaml"))
     assert {p.name for p in paths} >= {"cyclesr.yaml", "demo.yaml", "vega.yaml"}
-    for path in paths:  # `jpeg_quality: auto` measured on the demo's real LR, as `cyclesr train` would
-        config = with_measured_jpeg_quality(load_config(path, ["data.kind=folder", f"data.root={demo_data}"]))
+    for path in paths:  # `jpeg_quality` / `input_blur: auto` measured on the demo photos, as `cyclesr train` would
+        config = with_measured_recipe(load_config(path, ["data.kind=folder", f"data.root={demo_data}"]))
         nets = build_networks(config.model)
         assert set(nets) == {"gen_clean_to_real", "gen_real_to_clean", "disc_clean", "disc_real", "sr"}, path
 

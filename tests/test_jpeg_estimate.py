@@ -98,7 +98,7 @@ def test_stage_with_a_range_draws_a_quality_per_image_and_learns_none():
 def test_training_config_auto_measures_the_real_lr_as_folder_and_as_shards(tmp_path, capsys):
     """`jpeg_quality: auto` becomes the range the real LR shows (whole files or shard crops), 0 without JPEG."""
     from cyclesr_dist.config import load_config
-    from cyclesr_dist.cyclesr.measured import with_measured_jpeg_quality
+    from cyclesr_dist.cyclesr.measured import with_measured_recipe
     from cyclesr_dist.data.shards import write_shards
 
     root = tmp_path / "data"
@@ -110,7 +110,7 @@ def test_training_config_auto_measures_the_real_lr_as_folder_and_as_shards(tmp_p
     overrides = [f"data.root={root}", "model.generator.args.jpeg_quality=auto"]
 
     def measured(*more: str):
-        config = with_measured_jpeg_quality(load_config(ROOT / "configs" / "demo.yaml", overrides + list(more)))
+        config = with_measured_recipe(load_config(ROOT / "configs" / "demo.yaml", overrides + list(more)))
         return config.model.generator.args["jpeg_quality"]
 
     low, high = measured()

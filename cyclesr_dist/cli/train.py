@@ -16,11 +16,11 @@ def register(sub: Any) -> None:
 def train(config: Any) -> int:
     """Train (or resume) `config` with the CycleSR recipe; the process exit status (errors.OK / PREEMPTED)."""
     from ..cyclesr import CycleSRSpec
-    from ..cyclesr.measured import with_measured_jpeg_quality
+    from ..cyclesr.measured import with_measured_recipe
     from ..data.loaders import with_epoch_from_data
     from ..engine.trainer import Trainer
 
-    config = with_measured_jpeg_quality(with_epoch_from_data(config))
+    config = with_measured_recipe(with_epoch_from_data(config))
     return Trainer(config, CycleSRSpec(config)).train()
 
 

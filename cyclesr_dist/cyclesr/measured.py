@@ -1,9 +1,11 @@
-"""Recipe settings measured on the user's real LR before training starts: `jpeg_quality: auto`.
+"""Recipe settings measured on the user's photos before training starts: `jpeg_quality: auto`, `input_blur: auto`.
 
 G's JPEG stage learns its quality badly (from 90 it drifts to 83–84 whatever the truth), while the quality the
 real LR photos were saved at can be read from their pixels; drawing G's quality per image from that measured
-range gave +0.14 dB on the blur operator and +0.18 dB on the demo (BENCHMARKS.md, "Quality"). `auto` makes the
-trainer do that measurement itself, so a config need not carry numbers that belong to one user's photos.
+range gave +0.14 dB on the blur operator and +0.18 dB on the demo (BENCHMARKS.md, "Quality"). Nor does G learn a
+blur; a fixed Gaussian at the width by which the real LR's edges exceed the bicubic LR's gave +0.15 dB on the
+blur operator. `auto` makes the trainer do these measurements itself, so a config need not carry numbers that
+belong to one user's photos.
 """
 
 from __future__ import annotations
@@ -11,42 +13,77 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
+
 from ..config import Config
 from ..data.jpeg_estimate import estimate_quality, quality_summary
-from ..data.loaders import real_lr_images
+from ..data.loaders import unpaired_images
 from ..errors import BadInput
+from .blur_estimate import estimate_input_blur
 
 AUTO = "auto"
-# Images (or shard crops) read: enough for a stable 5th–95th percentile, a few seconds per process
+# the generator arguments `auto` may stand for, and what a user may set instead
+MEASURED = {"jpeg_quality": "a quality or [low, high]", "input_blur": "a Gaussian σ in LR px (0 = off)"}
+# Images (or shard crops) read per domain: enough for a stable percentile or median, a few seconds per process
 MEASURED_IMAGES = 48
 
 
-def with_measured_jpeg_quality(config: Config) -> Config:
-    """`model.generator.args.jpeg_quality: auto` replaced by the range measured on the real LR ([low, high]), or by
-    0 (no JPEG stage) when no image shows a JPEG quantisation; any other value is returned as is. Every process
-    measures the same images, so every rank builds the same G."""
-    args = config.model.generator.args
-    if args.get("jpeg_quality") != AUTO:
-        return config
-    images = real_lr_images(config.data, MEASURED_IMAGES)
+def _images(config: Config, domain: str, setting: str) -> list[tuple[str, np.ndarray]]:
+    images = unpaired_images(config.data, domain, MEASURED_IMAGES)
     if not images:
         d = config.data
-        where = f"{d.root}/real_lr" if d.kind == "folder" else f"data.lr_shards={d.lr_shards}"
+        key, label = ("hr_shards", "HR") if domain == "hr" else ("lr_shards", "real-LR")
+        where = f"{d.root}/{domain}" if d.kind == "folder" else f"data.{key}={getattr(d, key)}"
         raise BadInput(
-            f"jpeg_quality: auto found no readable real-LR image in {where} to measure: add the photos, or set "
-            "model.generator.args.jpeg_quality to a quality or [low, high]"
+            f"{setting}: auto found no readable {label} image in {where} to measure: add the photos, or set "
+            f"model.generator.args.{setting} to {MEASURED[setting]}"
         )
-    summary = quality_summary({name: estimate_quality(img) for name, img in images})
+    return images
+
+
+def _jpeg_quality(real_lr: list[tuple[str, np.ndarray]]) -> tuple[list[int] | int, str]:
+    summary = quality_summary({name: estimate_quality(img) for name, img in real_lr})
     if summary is None:
-        quality: list[int] | int = 0
-        found = f"none of {len(images)} real-LR images shows a JPEG quantisation: G's JPEG stage off"
-    else:
-        quality = [summary["low"], summary["high"]]
-        found = (
-            f"G's JPEG quality drawn from {quality[0]}–{quality[1]}, measured on {summary['images']} of "
-            f"{len(images)} real-LR images (median {summary['median']})"
-        )
+        return 0, f"none of {len(real_lr)} real-LR images shows a JPEG quantisation: G's JPEG stage off"
+    low, high = summary["low"], summary["high"]
+    return [low, high], (
+        f"G's JPEG quality drawn from {low}–{high}, measured on {summary['images']} of {len(real_lr)} real-LR images "
+        f"(median {summary['median']})"
+    )
+
+
+def _input_blur(config: Config, real_lr: list[tuple[str, np.ndarray]]) -> tuple[float, str]:
+    hr = _images(config, "hr", "input_blur")
+    found = estimate_input_blur([img for _, img in hr], [img for _, img in real_lr], config.data.scale)
+    sigma = found["sigma"]
+    widths = (
+        f"median edge width {found['real_width']:.2f} px on {len(real_lr)} real-LR images against "
+        f"{found['clean_width']:.2f} on the bicubic LR of {len(hr)} HR images"
+    )
+    if sigma == 0:
+        return 0.0, f"{widths}: no blur to add, G's input blur off"
+    return sigma, f"G blurs its input by a Gaussian of σ {sigma:.2f} LR px ({widths})"
+
+
+def with_measured_recipe(config: Config) -> Config:
+    """Each of G's `jpeg_quality` and `input_blur` that says `auto` replaced by its value measured on the data:
+    the JPEG range of the real LR ([low, high], or 0 when no image shows a JPEG quantisation) and the Gaussian σ
+    by which the real LR is blurrier than the HR photos' bicubic LR (0 when it is not). Every process measures
+    the same images, so every rank builds the same G; other values are returned as they are."""
+    args = config.model.generator.args
+    wanted = [name for name in MEASURED if args.get(name) == AUTO]
+    if not wanted:
+        return config
+    real_lr = _images(config, "real_lr", wanted[0])
+    measured, lines = {}, []
+    if "jpeg_quality" in wanted:
+        measured["jpeg_quality"], line = _jpeg_quality(real_lr)
+        lines.append(f"jpeg_quality auto: {line}")
+    if "input_blur" in wanted:
+        measured["input_blur"], line = _input_blur(config, real_lr)
+        lines.append(f"input_blur auto: {line}")
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"[cyclesr] jpeg_quality auto: {found}", flush=True)
-    generator = dataclasses.replace(config.model.generator, args={**args, "jpeg_quality": quality})
+        for line in lines:
+            print(f"[cyclesr] {line}", flush=True)
+    generator = dataclasses.replace(config.model.generator, args={**args, **measured})
     return dataclasses.replace(config, model=dataclasses.replace(config.model, generator=generator))

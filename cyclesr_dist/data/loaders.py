@@ -78,18 +78,19 @@ def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: in
     return StreamingUnpairedLoader(data.hr_shards, data.lr_shards, world_size=world_size, **common)
 
 
-def real_lr_images(data: DataConfig, limit: int) -> list[tuple[str, np.ndarray]]:
-    """Up to `limit` (name, uint8 image) samples of the real LR, spread evenly over the set and the same on every
-    call: whole files (folder kind) or crops, the first few of evenly chosen lr shards (webdataset kind). For
-    measuring the real LR before training; an unreadable member is left out (training counts those)."""
+def unpaired_images(data: DataConfig, domain: str, limit: int) -> list[tuple[str, np.ndarray]]:
+    """Up to `limit` (name, uint8 image) samples of one domain ("hr" or "real_lr"), spread evenly over the set and
+    the same on every call: whole files (folder kind) or crops, the first few of evenly chosen shards (webdataset
+    kind). For measuring the data before training; an unreadable member is left out (training counts those)."""
     if data.kind == "folder":
-        paths = list_images(unpaired_folder_root(data) / "real_lr")
+        paths = list_images(unpaired_folder_root(data) / domain)
         return [(str(paths[i]), read_image(paths[i])) for i in _spread(len(paths), limit)]
     import webdataset as wds
 
     from .stream.domain import decode_member
 
-    urls = check_shards(data.lr_shards, split="lr")
+    split = "hr" if domain == "hr" else "lr"
+    urls = check_shards(data.hr_shards if domain == "hr" else data.lr_shards, split=split)
     urls = [urls[i] for i in _spread(len(urls), limit)]
     per_shard = -(-limit // len(urls))
     out = []

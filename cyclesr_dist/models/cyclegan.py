@@ -49,7 +49,8 @@ class ResnetGenerator(nn.Module):
     photo differ mostly by such a linear filter (another blur, another sampling filter), which a stack of ReLU
     convolutions learns slowly and only approximately from an adversarial signal. `kernel_gain` scales how fast
     that filter moves (`LearnedKernel`). `input_blur=σ` (not in the reference, 0 = off) first blurs the image with a
-    fixed Gaussian of σ LR pixels: a blur given, not learned, e.g. one measured on the real LR. `block_padding`
+    fixed Gaussian of σ LR pixels: a blur given, not learned (`input_blur: auto` in a training config: measured on
+    the real LR, `cyclesr.measured`). `block_padding`
     "reflect" (CycleGAN's, default) or "zero" (vega's).
     `jpeg_quality=q` (not in the reference, 0 = off) ends with a differentiable JPEG at a learned quality starting
     at q (`DifferentiableJPEG`): the block grid a real LR file has and a convolution cannot place; one Adam step
@@ -78,7 +79,10 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(input_blur, bool) or not isinstance(input_blur, int | float) or input_blur < 0:
-            raise ValueError(f"input_blur must be a Gaussian σ in LR pixels (0 = off), got {input_blur!r}")
+            raise ValueError(
+                f"input_blur must be a Gaussian σ in LR pixels (0 = off; in a training config also auto: the blur "
+                f"measured on the real LR), got {input_blur!r}"
+            )
         self.input_blur = GaussianBlur(float(input_blur)) if input_blur else None
         self.blur = LearnedKernel(blur_kernel, kernel_gain) if blur_kernel else None
         self.jpeg = DifferentiableJPEG(jpeg_quality, jpeg_quality_rate) if jpeg_quality else None

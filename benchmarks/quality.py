@@ -30,8 +30,9 @@ seconds) its SR net first scores above bicubic and above the blind row's final P
 
 CycleSR's networks default to the options measured to help (BENCHMARKS.md, "Quality"): identity-skip generators
 at full LR resolution with per-pixel noise at the tail and a JPEG stage at G's end drawing its quality per image
-from the range measured on the operator's real LR (--g-jpeg-quality auto, as `cyclesr data jpeg-quality` does),
-high-pass discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net.
+from the range measured on the operator's real LR (--g-jpeg-quality auto, as `cyclesr data jpeg-quality` does)
+and a fixed Gaussian blur of G's input at the σ the trainer measures (--g-input-blur auto), high-pass
+discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net.
 `--set KEY=VALUE` passes any trainer override to every trained row.
 
     python benchmarks/quality.py --work runs/quality --jobs 2       # the small budget, 4 operators
@@ -95,7 +96,9 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         "n_downsampling": args.g_downsampling,
         "noise_channels": args.g_noise_channels,
         "noise_at": args.g_noise_at,
-        **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality not in (0, *MEASURED) else {}),
+        # auto: the trainer measures the range on the operator's real LR, as for any user (`jpeg_quality: auto`)
+        **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality not in (0, "auto-median") else {}),
+        **({"input_blur": args.g_input_blur} if args.g_input_blur else {}),
     }
     base = {
         "seed": args.seed,
@@ -147,8 +150,8 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         if "cyclesr" in rows:
             out = run_dir(work, "cyclesr", op, args.tag)
             runs.append(run(f"{op}/{out.name}", out, data / op, "bicubic", unpaired))
-            if args.g_jpeg_quality in MEASURED:  # as a user would: `cyclesr data jpeg-quality` on the real LR
-                quality = measured_jpeg_quality(data / op, args.g_jpeg_quality)
+            if args.g_jpeg_quality == "auto-median":  # `cyclesr data jpeg-quality`'s median, learned from there
+                quality = median_jpeg_quality(data / op)
                 runs[-1].config["model"]["generator"]["args"].update({"jpeg_quality": quality} if quality else {})
             if args.time_to_quality:  # a logged step and a kept checkpoint every epoch: test PSNR over time
                 runs[-1].config["checkpoint"].update({"every_steps": spe, "keep": 10**6})
@@ -161,6 +164,15 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
 MEASURED = ("auto", "auto-median")  # G's JPEG quality measured on the real LR: its range, or its median learned on
 
 
+def input_blur_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a Gaussian σ in LR px or auto, got {text!r}") from None
+
+
 def jpeg_quality_arg(text: str) -> float | str:
     if text in MEASURED:
         return text
@@ -170,16 +182,16 @@ def jpeg_quality_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"a quality in [10, 100], 0 (off) or one of {', '.join(MEASURED)}") from None
 
 
-def measured_jpeg_quality(op_data: Path, mode: str) -> list[int] | int:
-    """The real LR's JPEG qualities (`cyclesr_dist.data.jpeg_estimate`, cached beside them): [5th, 95th
-    percentile] for "auto", the median for "auto-median"; 0 (stage off) if none is JPEG-compressed."""
+def median_jpeg_quality(op_data: Path) -> int:
+    """The real LR's median JPEG quality (`cyclesr_dist.data.jpeg_estimate`, cached beside them); 0 (stage off) if
+    none is JPEG-compressed."""
     cache = op_data / "jpeg_quality.json"
     if not cache.is_file():
         cache.write_text(json.dumps(quality_summary(estimate_folder(op_data / "real_lr"))))
     summary = json.loads(cache.read_text())
     if summary is None:
         return 0
-    return [summary["low"], summary["high"]] if mode == "auto" else summary["median"]
+    return summary["median"]
 
 
 def time_to_quality(args: argparse.Namespace, cyclesr_dir: Path, pairs: list, results: dict) -> dict:
@@ -216,6 +228,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="auto",
         help="G ends in a JPEG at this learned quality (0 = off); auto: at qualities drawn from the range measured "
         "on the operator's real LR; auto-median: learned from their median",
+    )
+    p.add_argument(
+        "--g-input-blur",
+        type=input_blur_arg,
+        default="auto",
+        help="G first blurs its input by a Gaussian of this σ (LR px; 0 = off); auto: the σ the trainer measures "
+        "on the operator's real LR against the HR photos (input_blur: auto)",
     )
     p.add_argument("--content-low-pass", type=float, default=1.0, help="cycle/identity L1 on blur_σ only (0 = full)")
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")

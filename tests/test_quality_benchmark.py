@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -76,17 +77,20 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     proc = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sets = ["real LR", "clean LR", "G(clean LR)", "degraded", "degraded, JPEG q100", "G without its noise"]
-    # G's JPEG stage is on when the quality measured on this tiny real-LR set found JPEG (blur's q 85-95: near
-    # the estimate's upper limit); its config says which
-    has_jpeg = "jpeg_quality" in configs["blur_cyclesr"]
+    # G's JPEG stage is on when the trainer's measurement on this tiny real-LR set found JPEG (blur's q 85-95: near
+    # the estimate's upper limit); the run's resolved config says which
+    resolved = yaml.safe_load((tmp_path / "blur" / "cyclesr" / "config.yaml").read_text())["model"]["generator"]
+    has_jpeg = bool(resolved["args"].get("jpeg_quality"))
     sets += ["G without its JPEG"] if has_jpeg else []
     scores = dict(re.findall(r"(" + "|".join(map(re.escape, sets)) + r") (-?\d+\.\d+)", proc.stdout))
     assert set(scores) == set(sets), proc.stdout
-    assert (tmp_path / "data" / "blur" / "jpeg_quality.json").is_file()  # the measurement, cached beside the data
-    # the edge-width diagnostic: four positive median widths and the two implied blurs
+    # both `auto`s were passed to the trainer and resolved there to what it measured: a number or range, not auto
+    assert "jpeg_quality: auto" in configs["blur_cyclesr"] and "input_blur: auto" in configs["blur_cyclesr"]
+    assert isinstance(resolved["args"]["input_blur"], float) and resolved["args"].get("jpeg_quality", 0) != "auto"
+    # the edge-width diagnostic: four positive median widths and the two solved blurs
     edges = [sys.executable, str(REPO / "benchmarks" / "quality_diagnostics.py"), "--data", str(tmp_path / "data")]
     proc = subprocess.run([*edges, "--operator", "blur", "edges"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     widths = re.findall(r"(?:LR|domain) (\d+\.\d+)", proc.stdout.split(";")[0])
-    blurs = re.search(r"unpaired \(G's input_blur\) (\d+\.\d+), same scenes (\d+\.\d+)", proc.stdout)
+    blurs = re.search(r"unpaired \(input_blur: auto\) (\d+\.\d+), same scenes (\d+\.\d+)", proc.stdout)
     assert len(widths) == 4 and all(float(w) > 0 for w in widths) and blurs, proc.stdout

@@ -22,6 +22,7 @@ def test_production_config_holds_the_reference_hyper_parameters_and_the_benchmar
     # the options the quality benchmark's CycleSR rows run with (BENCHMARKS.md, "Quality")
     assert (g["n_downsampling"], g["residual"], g["noise_channels"], g["noise_at"]) == (0, True, 3, "tail")
     assert (g["jpeg_quality"], d["high_pass"], sr["bicubic_skip"], c.loss.content_low_pass) == ("auto", 1.0, True, 1.0)
+    assert g["input_blur"] == "auto"
 
 
 def test_every_shipped_config_loads_and_builds_its_networks(demo_data):

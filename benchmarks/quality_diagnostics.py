@@ -51,7 +51,7 @@ from PIL import Image  # noqa: E402
 from quality_data import SCALE, load_test_pairs  # noqa: E402
 from quality_runs import load_generator, load_network  # noqa: E402
 
-from cyclesr_dist.cyclesr.blur_estimate import estimate_input_blur  # noqa: E402
+from cyclesr_dist.cyclesr.blur_estimate import clean_lr, estimate_input_blur  # noqa: E402
 from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
 from cyclesr_dist.data.images import (  # noqa: E402
     bicubic_resize,
@@ -195,11 +195,11 @@ def edge_widths(data: Path, operator: str) -> dict[str, float]:
     """Median widths of the four sets' strongest edges and the input blur G would be given: solved on the unpaired
     sets (what `input_blur: auto` measures) and on the test scenes' clean and true LR (the same scenes)."""
     folder = data / operator
-    test_hr = [load_rgb(p) for p in sorted((folder / "test" / "hr").glob("*.png"))]
+    test_clean = [clean_lr(load_rgb(p), SCALE) for p in sorted((folder / "test" / "hr").glob("*.png"))]
     test_lr = [load_rgb(p) for p in sorted((folder / "test" / "lr").glob("*.png"))]
-    hr = [load_rgb(p) for p in sorted((data / "hr").glob("*.png"))]
+    clean = [clean_lr(load_rgb(p), SCALE) for p in sorted((data / "hr").glob("*.png"))]
     real_lr = [load_rgb(p) for p in sorted((folder / "real_lr").glob("*.png"))]
-    same, unpaired = estimate_input_blur(test_hr, test_lr, SCALE), estimate_input_blur(hr, real_lr, SCALE)
+    same, unpaired = estimate_input_blur(test_clean, test_lr), estimate_input_blur(clean, real_lr)
     return {
         "test scenes, clean LR": same["clean_width"],
         "test scenes, true LR": same["real_width"],

@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
 
 
+def clean_photos() -> list[np.ndarray]:
+    return [clean_lr(p, 4) for p in PHOTOS]
+
+
 def degraded(sigma: float, photos: list[np.ndarray] = PHOTOS) -> list[np.ndarray]:
     """The photos' bicubic LR blurred by σ and saved as 8-bit, as a real LR file would be."""
     clean = [clean_lr(p, 4) for p in photos]
@@ -25,23 +29,23 @@ def degraded(sigma: float, photos: list[np.ndarray] = PHOTOS) -> list[np.ndarray
 
 @pytest.mark.parametrize("sigma", [0.45, 0.6, 0.9])
 def test_estimate_finds_the_blur_added_to_the_same_scenes(sigma):
-    found = estimate_input_blur(PHOTOS, degraded(sigma), 4)
+    found = estimate_input_blur(clean_photos(), degraded(sigma))
     assert abs(found["sigma"] - sigma) <= 0.03, found
     assert found["real_width"] > found["clean_width"]
 
 
 def test_no_blur_a_blur_below_resolution_or_sharper_real_lr_gives_none():
-    assert estimate_input_blur(PHOTOS, degraded(0), 4)["sigma"] == 0
-    assert estimate_input_blur(PHOTOS, degraded(0.25), 4)["sigma"] == 0  # widens the edges by under 1 %
+    assert estimate_input_blur(clean_photos(), degraded(0))["sigma"] == 0
+    assert estimate_input_blur(clean_photos(), degraded(0.25))["sigma"] == 0  # widens the edges by under 1 %
     clean = [clean_lr(p, 4).astype(np.float64) for p in PHOTOS]
     blurred = gaussian_blurred(clean, 1.0)
     sharpened = [np.clip(2 * c - b, 0, 255).astype(np.uint8) for c, b in zip(clean, blurred, strict=True)]
-    assert estimate_input_blur(PHOTOS, sharpened, 4)["sigma"] == 0
+    assert estimate_input_blur(clean_photos(), sharpened)["sigma"] == 0
 
 
 def test_unpaired_scenes_still_order_the_blurs():
     """Different scenes on the two sides (what a user has): the estimate still grows with the true blur."""
-    found = [estimate_input_blur(PHOTOS[:2], degraded(s, PHOTOS[2:]), 4)["sigma"] for s in (0.6, 0.9, 1.2)]
+    found = [estimate_input_blur(clean_photos()[:2], degraded(s, PHOTOS[2:]))["sigma"] for s in (0.6, 0.9, 1.2)]
     assert found == sorted(found) and found[0] > 0.3, found
 
 

@@ -83,10 +83,11 @@ def gaussian_blurred(images: list[np.ndarray], sigma: float) -> list[np.ndarray]
         ]
 
 
-def estimate_input_blur(hr_images: list[np.ndarray], real_lr_images: list[np.ndarray], scale: int) -> dict:
-    """{"sigma", "clean_width", "real_width"}: σ in LR px, to 0.01, of the Gaussian that gives the bicubic LR of
-    `hr_images` the median edge width of `real_lr_images`; 0 when the real LR's edges are not 1 % wider."""
-    clean = [clean_lr(hr, scale) for hr in hr_images]
+def estimate_input_blur(clean_lr_images: list[np.ndarray], real_lr_images: list[np.ndarray]) -> dict:
+    """{"sigma", "clean_width", "real_width"}: σ in LR px, to 0.01, of the Gaussian that gives `clean_lr_images` (the
+    bicubic LR of HR photos, `clean_lr`) the median edge width of `real_lr_images`; 0 when the real LR's edges are
+    not 1 % wider."""
+    clean = clean_lr_images
     clean_width, real_width = median_width(clean), median_width(real_lr_images)
     low, high = 0.0, (MAX_SIGMA if real_width > MIN_WIDENING * clean_width else 0.0)
     while high - low > TOLERANCE:  # the width grows with σ

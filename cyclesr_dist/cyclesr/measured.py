@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ..config import Config
 from ..data.jpeg_estimate import estimate_quality, quality_summary
 from ..data.loaders import unpaired_images
 from ..errors import BadInput
-from .blur_estimate import estimate_input_blur
+from .blur_estimate import clean_lr, estimate_input_blur
 
 AUTO = "auto"
 # the generator arguments `auto` may stand for, and what a user may set instead
@@ -28,8 +29,10 @@ MEASURED = {"jpeg_quality": "a quality or [low, high]", "input_blur": "a Gaussia
 MEASURED_IMAGES = 48
 
 
-def _images(config: Config, domain: str, setting: str) -> list[tuple[str, np.ndarray]]:
-    images = unpaired_images(config.data, domain, MEASURED_IMAGES)
+def _images(
+    config: Config, domain: str, setting: str, convert: Callable[[np.ndarray], np.ndarray] | None = None
+) -> list[tuple[str, np.ndarray]]:
+    images = unpaired_images(config.data, domain, MEASURED_IMAGES, convert)
     if not images:
         d = config.data
         key, label = ("hr_shards", "HR") if domain == "hr" else ("lr_shards", "real-LR")
@@ -53,12 +56,13 @@ def _jpeg_quality(real_lr: list[tuple[str, np.ndarray]]) -> tuple[list[int] | in
 
 
 def _input_blur(config: Config, real_lr: list[tuple[str, np.ndarray]]) -> tuple[float, str]:
-    hr = _images(config, "hr", "input_blur")
-    found = estimate_input_blur([img for _, img in hr], [img for _, img in real_lr], config.data.scale)
+    scale = config.data.scale
+    clean = _images(config, "hr", "input_blur", lambda hr: clean_lr(hr, scale))  # each photo to its bicubic LR
+    found = estimate_input_blur([img for _, img in clean], [img for _, img in real_lr])
     sigma = found["sigma"]
     widths = (
         f"median edge width {found['real_width']:.2f} px on {len(real_lr)} real-LR images against "
-        f"{found['clean_width']:.2f} on the bicubic LR of {len(hr)} HR images"
+        f"{found['clean_width']:.2f} on the bicubic LR of {len(clean)} HR images"
     )
     if sigma == 0:
         return 0.0, f"{widths}: no blur to add, G's input blur off"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,13 +79,17 @@ def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: in
     return StreamingUnpairedLoader(data.hr_shards, data.lr_shards, world_size=world_size, **common)
 
 
-def unpaired_images(data: DataConfig, domain: str, limit: int) -> list[tuple[str, np.ndarray]]:
+def unpaired_images(
+    data: DataConfig, domain: str, limit: int, convert: Callable[[np.ndarray], np.ndarray] | None = None
+) -> list[tuple[str, np.ndarray]]:
     """Up to `limit` (name, uint8 image) samples of one domain ("hr" or "real_lr"), spread evenly over the set and
     the same on every call: whole files (folder kind) or crops, the first few of evenly chosen shards (webdataset
-    kind). For measuring the data before training; an unreadable member is left out (training counts those)."""
+    kind), each passed through `convert` as it is read (so that large photos need not be held at once). For
+    measuring the data before training; an unreadable member is left out (training counts those)."""
+    convert = convert or (lambda img: img)
     if data.kind == "folder":
         paths = list_images(unpaired_folder_root(data) / domain)
-        return [(str(paths[i]), read_image(paths[i])) for i in _spread(len(paths), limit)]
+        return [(str(paths[i]), convert(read_image(paths[i]))) for i in _spread(len(paths), limit)]
     import webdataset as wds
 
     from .stream.domain import decode_member
@@ -100,7 +105,7 @@ def unpaired_images(data: DataConfig, domain: str, limit: int) -> list[tuple[str
         for sample in itertools.islice(samples, per_shard):
             img = decode_member(sample, min_side=1)
             if not isinstance(img, str):
-                out.append((f"{url}:{sample['__key__']}", img))
+                out.append((f"{url}:{sample['__key__']}", convert(img)))
     return out[:limit]
 
 

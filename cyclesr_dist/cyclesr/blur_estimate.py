@@ -2,7 +2,7 @@
 
 Why: the translation generator does not learn a blur from the adversarial loss (a learned kernel moved ±0.02 per tap
 in thousands of steps; BENCHMARKS.md, "Quality"), yet a fixed Gaussian given to G (`input_blur`) at the σ measured
-here lifted the blur operator by +0.38 dB and the benchmark's mean over four operators by +0.12 dB. So, as with the
+here lifted the blur operator by +0.38 dB and the benchmark's mean over four operators by +0.11 dB. So, as with the
 JPEG quality, the blur is measured on the user's photos instead of learned.
 
 How: on luma, the strongest edges (the top 2 % of gradient maxima after non-maximum suppression along the

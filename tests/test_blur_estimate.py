@@ -41,6 +41,11 @@ def test_no_blur_a_blur_below_resolution_or_sharper_real_lr_gives_none():
     blurred = gaussian_blurred(clean, 1.0)
     sharpened = [np.clip(2 * c - b, 0, 255).astype(np.uint8) for c, b in zip(clean, blurred, strict=True)]
     assert estimate_input_blur(clean_photos(), sharpened)["sigma"] == 0
+    # nothing to measure: flat or tiny images have no edge, so no blur is claimed (and nothing fails)
+    flat, tiny = np.full((64, 64, 3), 128, np.uint8), [p[:8, :8] for p in degraded(0.6)]
+    assert estimate_input_blur([flat], degraded(0.6))["sigma"] == 0
+    assert estimate_input_blur(tiny, degraded(0.6))["sigma"] == 0
+    assert estimate_input_blur(clean_photos(), [flat])["sigma"] == 0
 
 
 def test_unpaired_scenes_still_order_the_blurs():

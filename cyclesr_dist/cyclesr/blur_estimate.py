@@ -19,6 +19,8 @@ below about 0.35 LR px the widths barely move (see MIN_WIDENING).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -86,10 +88,12 @@ def gaussian_blurred(images: list[np.ndarray], sigma: float) -> list[np.ndarray]
 def estimate_input_blur(clean_lr_images: list[np.ndarray], real_lr_images: list[np.ndarray]) -> dict:
     """{"sigma", "clean_width", "real_width"}: σ in LR px, to 0.01, of the Gaussian that gives `clean_lr_images` (the
     bicubic LR of HR photos, `clean_lr`) the median edge width of `real_lr_images`; 0 when the real LR's edges are
-    not 1 % wider."""
-    clean = clean_lr_images
+    not 1 % wider, or when either set has no edge to measure."""
+    # the blur's reflect padding needs images wider than its kernel; smaller ones have few edges to offer anyway
+    clean = [img for img in clean_lr_images if min(img.shape[:2]) > 2 * math.ceil(3 * MAX_SIGMA)]
     clean_width, real_width = median_width(clean), median_width(real_lr_images)
-    low, high = 0.0, (MAX_SIGMA if real_width > MIN_WIDENING * clean_width else 0.0)
+    measurable = clean_width > 0 and real_width > MIN_WIDENING * clean_width
+    low, high = 0.0, (MAX_SIGMA if measurable else 0.0)
     while high - low > TOLERANCE:  # the width grows with σ
         mid = (low + high) / 2
         low, high = (mid, high) if median_width(gaussian_blurred(clean, mid)) < real_width else (low, mid)

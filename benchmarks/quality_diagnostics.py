@@ -54,7 +54,7 @@ from quality_runs import load_generator, load_network  # noqa: E402
 from cyclesr_dist.cyclesr.blur_estimate import clean_lr, estimate_input_blur  # noqa: E402
 from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
 from cyclesr_dist.data.images import (  # noqa: E402
-    bicubic_resize,
+    clean_downscale,
     load_rgb,
     model_to_uint8,
     to_value_range,
@@ -97,7 +97,7 @@ def sr_on(data: Path, operator: str, variant: str, steps: int, batch: int = 8, p
             lr_true = degradation.degrade(crop, rng, SCALE)
             return uint8_to_model(lr_true), uint8_to_model(degradation.target(crop))
         hr = uint8_to_model(crop)
-        lr = bicubic_resize(hr, 1 / SCALE).clamp(-1, 1)
+        lr = clean_downscale(hr, SCALE)
         if variant == "bicubic":
             return lr, hr
         lr_u8 = lr.add(1).mul(127.5).permute(1, 2, 0).numpy().astype(np.float64)
@@ -144,7 +144,7 @@ def energy(data: Path, operator: str, run: Path) -> dict[str, float]:
     clean, fake, degraded = [], [], []
     for i, path in enumerate(sorted((data / "hr").glob("*.png"))):
         hr = load_rgb(path)
-        lr = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)[0]
+        lr = clean_downscale(uint8_to_model(hr), SCALE)
         crops = _crops(lr.add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy())
         clean.append(_fine_band(crops))
         fake.append(_fine_band(gen(crops)))
@@ -174,7 +174,7 @@ def disc_scores(data: Path, operator: str, run: Path) -> dict[str, float]:
     degrade = get_degradation(operator).degrade
     for i, path in enumerate(sorted((data / "hr").glob("*.png"))):
         hr = load_rgb(path)
-        clean = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / SCALE).clamp(-1, 1)
+        clean = clean_downscale(uint8_to_model(hr).unsqueeze(0), SCALE)
         scores["clean LR"].append(score(clean[0]))
         scores["G(clean LR)"].append(score(gen(clean)[0]))
         for part, (attribute, off) in parts_off.items():

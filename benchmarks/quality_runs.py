@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from cyclesr_dist.checkpoint_format import find_checkpoint, network_state
-from cyclesr_dist.data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from cyclesr_dist.data.images import clean_downscale, model_to_uint8, uint8_to_model
 from cyclesr_dist.errors import UserError
 from cyclesr_dist.metrics import translation_metrics
 from cyclesr_dist.models import build_network
@@ -177,7 +177,7 @@ def translation_fidelity(run_dir: Path, pairs: list, device: str) -> dict[str, A
     per_scene = []
     for name, lr, hr in pairs:
         scale = hr.shape[0] // lr.shape[0]
-        clean = bicubic_resize(uint8_to_model(hr).unsqueeze(0), 1 / scale).clamp(-1, 1)
+        clean = clean_downscale(uint8_to_model(hr).unsqueeze(0), scale)
         fake = gen(clean.to(device)).clamp(-1, 1).cpu()
         as_saved = [uint8_to_model(model_to_uint8(t[0])).unsqueeze(0) for t in (fake, clean)]
         true = uint8_to_model(lr).unsqueeze(0)

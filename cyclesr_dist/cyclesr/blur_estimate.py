@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from ..data.images import clean_downscale, model_to_uint8, uint8_to_model
 from ..models.cyclegan import GaussianBlur
 
 REACH = 3  # px each side of an edge over which its contrast is taken
@@ -72,7 +72,7 @@ def median_width(images: list[np.ndarray]) -> float:
 
 def clean_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic LR of an HR uint8 image: what G is given."""
-    return model_to_uint8(bicubic_resize(uint8_to_model(hr), 1 / scale).clamp(-1, 1))
+    return model_to_uint8(clean_downscale(uint8_to_model(hr), scale))
 
 
 def gaussian_blurred(images: list[np.ndarray], sigma: float) -> list[np.ndarray]:

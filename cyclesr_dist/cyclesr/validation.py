@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from ..data.images import clean_downscale, model_to_uint8, uint8_to_model
 from ..metrics import translation_metrics
 from ..serve.evaluate import bicubic_upscale, evaluate_pairs, match_hr
 from ..torch_utils import eval_mode
@@ -74,7 +74,7 @@ def validate_translation(gen_clean_to_real: nn.Module, pairs: list[ValPair], sca
         if min(h, w) < 8:
             continue
         hr = uint8_to_model(hr_img[: h * scale, : w * scale]).unsqueeze(0).to(device)
-        x = bicubic_resize(hr, 1.0 / scale).clamp(-1, 1)
+        x = clean_downscale(hr, scale)
         with eval_mode(gen_clean_to_real):
             # Quantised as a saved image would be, like the true LR it is compared with.
             generated.append(uint8_to_model(model_to_uint8(gen_clean_to_real(x)[0])))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
-from .images import bicubic_resize, uint8_to_model
+from .images import clean_downscale, uint8_to_model
 
 TRANSFORMS = ("dihedral", "flips", "none")
 
@@ -67,6 +67,6 @@ class HrToLr:
     def __call__(self, hr_img: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         if self.name == "bicubic":
             hr = uint8_to_model(hr_img)
-            return {"hr": hr, "clean_lr": bicubic_resize(hr, 1.0 / self.scale).clamp_(-1.0, 1.0)}
+            return {"hr": hr, "clean_lr": clean_downscale(hr, self.scale)}
         lr = self.degradation.degrade(hr_img, rng, self.scale)
         return {"hr": uint8_to_model(self.degradation.target(hr_img)), "clean_lr": uint8_to_model(lr)}

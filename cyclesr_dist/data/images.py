@@ -126,6 +126,12 @@ def bicubic_resize(t: torch.Tensor, scale: float) -> torch.Tensor:
     return out.squeeze(0) if squeeze else out
 
 
+def clean_downscale(t: torch.Tensor, scale: int) -> torch.Tensor:
+    """The clean LR of an HR image tensor (CHW or NCHW, [-1, 1]): antialiased bicubic ×1/`scale`, clamped to the
+    range (bicubic overshoots at edges) — what the translation generator G is given."""
+    return bicubic_resize(t, 1.0 / scale).clamp_(-1.0, 1.0)
+
+
 def list_images(root: str | Path) -> list[Path]:
     """All image files under `root`, recursively, in a stable (sorted) order."""
     root = Path(root)

@@ -259,6 +259,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--max-shift", type=int, default=4, help="also report the best PSNR over shifts of ±K HR px")
     p.add_argument(
+        "--shift-steps",
+        type=int,
+        default=2,
+        help="best-shift grid steps per HR px (2: half pixels, as the operators' grid offsets; 1: the reference's)",
+    )
+    p.add_argument(
         "--time-to-quality",
         action="store_true",
         help="keep CycleSR's checkpoint of every epoch and report when its SR net first passes bicubic and blind",
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         # Rows trained now, and rows an earlier invocation with the same --work trained (shared baselines).
         row_dirs = {r: run_dir(work, r, op, args.tag) for r in TRAINED}
         row_dirs = {r: d for r, d in row_dirs.items() if r in rows or checkpoint_step(d) > 0}
-        results = evaluate_rows(row_dirs, pairs, args.device, args.tile, args.max_shift)
+        results = evaluate_rows(row_dirs, pairs, args.device, args.tile, args.max_shift, args.shift_steps)
         row_walls = {r: read_wall(d) for r, d in row_dirs.items()}
         fidelity = translation_fidelity(row_dirs["cyclesr"], pairs, args.device) if "cyclesr" in row_dirs else None
         targets = check_targets({r: res["mean"]["psnr_rgb"] for r, res in results.items()})

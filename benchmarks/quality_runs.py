@@ -145,19 +145,22 @@ def _bicubic_only(res: dict[str, Any]) -> dict[str, Any]:
     def strip(d: dict[str, Any]) -> dict[str, Any]:
         return {k[len("bicubic_") :]: v for k, v in d.items() if k.startswith("bicubic_")}
 
-    return {"mean": strip(res["mean"]), "images": [{"name": im["name"], **strip(im)} for im in res["images"]]}
+    images = [{"name": im["name"], **strip(im)} for im in res["images"]]
+    return {"mean": strip(res["mean"]), "images": images, "max_shift": res["max_shift"], "subpixel": res["subpixel"]}
 
 
 def evaluate_rows(
-    row_dirs: dict[str, Path], pairs: list, device: str, tile: int, max_shift: int
+    row_dirs: dict[str, Path], pairs: list, device: str, tile: int, max_shift: int, subpixel: int = 1
 ) -> dict[str, dict[str, Any]]:
     """{row: evaluate_pairs result} for each trained row's newest checkpoint, plus the bicubic row. `max_shift`:
-    also the best PSNR over integer shifts of ±max_shift HR px (a sampling grid offset is not identifiable from
-    unpaired data, see BENCHMARKS.md)."""
+    also the best PSNR over shifts of ±max_shift HR px on a 1/`subpixel` px grid (a sampling grid offset is not
+    identifiable from unpaired data, see BENCHMARKS.md)."""
     results: dict[str, dict[str, Any]] = {}
     for row, run_dir in row_dirs.items():
         net = load_sr(run_dir, device=device)
-        res = evaluate_pairs(net, pairs, scale=net_scale(pairs), device=device, tile=tile or None, max_shift=max_shift)
+        res = evaluate_pairs(
+            net, pairs, scale=net_scale(pairs), device=device, tile=tile or None, max_shift=max_shift, subpixel=subpixel
+        )
         results.setdefault("bicubic", _bicubic_only(res))
         results[row] = res
     return results

@@ -136,10 +136,37 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> float:
     return _ssim_map_mean(a, b)
 
 
+def lanczos_shift(img: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """CHW `img` resampled at (y + dy, x + dx) for 0 <= dy, dx < 1: separable Lanczos-3 (6 taps, normalised),
+    reflect-padded. Zero offsets return `img` itself."""
+    out = img
+    for axis, frac in ((1, dy), (2, dx)):
+        if frac == 0:
+            continue
+        pos = torch.arange(-2, 4, dtype=img.dtype, device=img.device) - frac
+        taps = torch.sinc(pos) * torch.sinc(pos / 3)
+        taps = taps / taps.sum()
+        shape = (1, 1, 6, 1) if axis == 1 else (1, 1, 1, 6)
+        pad = (0, 0, 2, 3) if axis == 1 else (2, 3, 0, 0)
+        out = F.conv2d(F.pad(out[:, None], pad, mode="reflect"), taps.view(shape))[:, 0]
+    return out
+
+
 def best_shift(
-    sr: torch.Tensor, hr: torch.Tensor, max_shift: int = 10, shave: int = 0, channel: str = "rgb"
-) -> tuple[float, int, int]:
-    """(best PSNR, dy, dx) over integer shifts |dy|, |dx| <= max_shift, SR pixel (y, x) compared to HR (y+dy, x+dx).
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    max_shift: int = 10,
+    shave: int = 0,
+    channel: str = "rgb",
+    subpixel: int = 1,
+) -> tuple[float, float, float]:
+    """(best PSNR, dy, dx) over shifts |dy|, |dx| <= max_shift, SR pixel (y, x) compared to HR (y+dy, x+dx).
+
+    `subpixel` = k > 1 searches a 1/k-pixel grid of shifts: the SR image is first resampled at each fractional
+    offset (`lanczos_shift`; its slight low-pass makes the fractional shifts a little pessimistic), and the best
+    over all offsets is kept. A real camera's sampling grid need not sit where bicubic's does, and a constant
+    offset of half a pixel cannot be learned without pairs; this measures how much of an error is that offset.
+    With k = 1 (integer shifts) the definition below is the reference's.
 
     The SR image minus a border of b = max(shave, max_shift) pixels is compared with every same-sized HR window
     within ±max_shift of it. With shave <= max_shift this is exactly the reference's `find_best_PSNR(HR, SR,
@@ -152,13 +179,27 @@ def best_shift(
         raise ValueError(f"best_shift: channel must be 'rgb' or 'y', got {channel!r}")
     if max_shift < 0:
         raise ValueError(f"best_shift: max_shift must be >= 0, got {max_shift}")
+    if subpixel < 1:
+        raise ValueError(f"best_shift: subpixel must be >= 1 (steps per pixel), got {subpixel}")
     sr = _single_image(sr, "best_shift")
     hr = _single_image(hr, "best_shift")
-    border = max(shave, max_shift)
+    border = max(shave, max_shift, 3 if subpixel > 1 else 0)  # the resampling's reflected border stays out
     _check_pair(sr, hr, border, "best_shift")
     a, b = _unit64(sr), _unit64(hr)
     if channel == "y":
         a, b = rgb_to_y(a), rgb_to_y(b)
+    fractions = [i / subpixel for i in range(subpixel)]
+    found = [
+        _integer_best_shift(lanczos_shift(a, fy, fx), b, max_shift, border) + (fy, fx)
+        for fy in fractions
+        for fx in fractions
+    ]
+    value, dy, dx, fy, fx = max(found, key=lambda f: f[0])
+    # SR resampled at y + fy, compared to HR at y + dy: SR pixel y lines up with HR y + dy − fy
+    return value, dy - fy if fy else dy, dx - fx if fx else dx
+
+
+def _integer_best_shift(a: torch.Tensor, b: torch.Tensor, max_shift: int, border: int) -> tuple[float, int, int]:
     k = max_shift
     _, h, w = a.shape
     sc = a[:, border : h - border, border : w - border]  # SR centre, (c, hc, wc)
@@ -184,14 +225,17 @@ def best_shift(
 
 
 def best_shift_psnr(
-    sr: torch.Tensor, hr: torch.Tensor, max_shift: int = 10, shave: int = 0, channel: str = "rgb"
+    sr: torch.Tensor, hr: torch.Tensor, max_shift: int = 10, shave: int = 0, channel: str = "rgb", subpixel: int = 1
 ) -> float:
-    """Best PSNR (dB) over integer shifts within ±`max_shift` pixels; see `best_shift` for the exact definition."""
-    return best_shift(sr, hr, max_shift=max_shift, shave=shave, channel=channel)[0]
+    """Best PSNR (dB) over shifts within ±`max_shift` pixels on a 1/`subpixel` grid; see `best_shift`."""
+    return best_shift(sr, hr, max_shift=max_shift, shave=shave, channel=channel, subpixel=subpixel)[0]
 
 
-def image_metrics(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, max_shift: int = 0) -> dict[str, float]:
-    """psnr_rgb, ssim_rgb, psnr_y, ssim_y (and psnr_rgb_best_shift when max_shift > 0) of one image pair."""
+def image_metrics(
+    sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, max_shift: int = 0, subpixel: int = 1
+) -> dict[str, float]:
+    """psnr_rgb, ssim_rgb, psnr_y, ssim_y (and psnr_rgb_best_shift when max_shift > 0, over shifts on a
+    1/`subpixel` pixel grid) of one image pair."""
     out = {
         "psnr_rgb": psnr(sr, hr, shave),
         "ssim_rgb": ssim(sr, hr, shave),
@@ -199,7 +243,7 @@ def image_metrics(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, max_shift:
         "ssim_y": ssim_y(sr, hr, shave),
     }
     if max_shift > 0:
-        out["psnr_rgb_best_shift"] = best_shift_psnr(sr, hr, max_shift=max_shift, shave=shave)
+        out["psnr_rgb_best_shift"] = best_shift_psnr(sr, hr, max_shift=max_shift, shave=shave, subpixel=subpixel)
     return out
 
 

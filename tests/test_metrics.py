@@ -145,6 +145,22 @@ def test_best_shift_finds_a_known_shift(photo: np.ndarray, dy: int, dx: int) -> 
         assert value > psnr(noisy, hr, shave=5) + 3.0
 
 
+@pytest.mark.parametrize(("dy", "dx"), [(0.5, 0.5), (-1.5, 0.5), (2.0, -1.0)])
+def test_half_pixel_best_shift_finds_a_sub_pixel_grid_offset(photo: np.ndarray, dy: float, dx: float) -> None:
+    """An SR image whose grid sits half a pixel off (a camera's sampling phase) scores far better on the half-pixel
+    grid than on the integer one, and the offset found is the one put in; an integer offset is found on both."""
+    from scipy import ndimage
+
+    hr01 = ndimage.gaussian_filter(photo.astype(np.float64) / 255, (1.5, 1.5, 0))  # resampling needs no aliasing
+    sr01 = ndimage.shift(hr01, (-dy, -dx, 0), order=5, mode="mirror")  # sr[y, x] = hr[y + dy, x + dx]
+    hr, sr = (torch.from_numpy(t).permute(2, 0, 1) * 2 - 1 for t in (hr01, sr01))
+    value, got_dy, got_dx = best_shift(sr, hr, max_shift=3, shave=4, subpixel=2)
+    assert (got_dy, got_dx) == (dy, dx)
+    integer = best_shift_psnr(sr, hr, max_shift=3, shave=4)
+    assert value > 45 and (value > integer + 10 if dy % 1 else value >= integer - 1e-9)
+    assert best_shift_psnr(hr, hr, max_shift=3, shave=4, subpixel=4) == math.inf  # no shift needed, none made
+
+
 def model_uint8(t: torch.Tensor) -> np.ndarray:
     return t.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 

@@ -69,6 +69,7 @@ def evaluate_pairs(
     *,
     scale: int,
     max_shift: int = 0,
+    subpixel: int = 1,
     device: str | torch.device | None = None,
     tile: int | None = None,
     overlap: int = 16,
@@ -76,9 +77,10 @@ def evaluate_pairs(
 ) -> dict[str, Any]:
     """Evaluate `sr_net` on (name, lr_uint8, hr_uint8) pairs (HxWx3 uint8; consumed one at a time).
 
-    Returns {"count", "scale", "shave", "max_shift", "images": [per image], "mean": {...}} where each per-image
-    entry and "mean" hold psnr_rgb, ssim_rgb, psnr_y, ssim_y (+ psnr_rgb_best_shift when max_shift > 0) for the
-    SR output and the same keys prefixed "bicubic_" for the baseline; per-image entries also carry "name" and
+    Returns {"count", "scale", "shave", "max_shift", "subpixel", "images": [per image], "mean": {...}} where each
+    per-image entry and "mean" hold psnr_rgb, ssim_rgb, psnr_y, ssim_y (+ psnr_rgb_best_shift when max_shift > 0,
+    over shifts on a 1/`subpixel` pixel grid: `metrics.best_shift`) for the SR output and the same keys prefixed
+    "bicubic_" for the baseline; per-image entries also carry "name" and
     "hr_size" [H, W]. `device`: where the network is (None = its parameters' device; it is not moved); `tile`:
     see `inference.upscale_image` (None = untiled). The network's train/eval state is restored afterwards.
     """
@@ -92,9 +94,9 @@ def evaluate_pairs(
         hr_t = _tensor(hr).to(metric_device)
         entry: dict[str, Any] = {"name": str(name), "hr_size": [int(hr.shape[0]), int(hr.shape[1])]}
         sr_t = uint8_to_model(sr).to(metric_device)
-        entry.update(image_metrics(sr_t, hr_t, shave=scale, max_shift=max_shift))
+        entry.update(image_metrics(sr_t, hr_t, shave=scale, max_shift=max_shift, subpixel=subpixel))
         bic_t = uint8_to_model(bicubic_upscale(lr, scale)).to(metric_device)
-        bic = image_metrics(bic_t, hr_t, shave=scale, max_shift=max_shift)
+        bic = image_metrics(bic_t, hr_t, shave=scale, max_shift=max_shift, subpixel=subpixel)
         entry.update({f"bicubic_{k}": v for k, v in bic.items()})
         images.append(entry)
     if not images:
@@ -105,6 +107,7 @@ def evaluate_pairs(
         "scale": scale,
         "shave": scale,
         "max_shift": max_shift,
+        "subpixel": subpixel,
         "images": images,
         "mean": {k: _mean([img[k] for img in images]) for k in keys},
     }

@@ -285,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     for given, valid, what in ((operators, list(DEGRADATIONS), "operator"), (rows, TRAINED, "model")):
         if not given or set(given) - set(valid):
             raise SystemExit(f"unknown or no {what}(s) {sorted(set(given) - set(valid))}; valid: {', '.join(valid)}")
+    if args.shift_steps < 1 or args.max_shift < 0:
+        raise SystemExit(
+            f"--shift-steps must be >= 1 (steps per HR px) and --max-shift >= 0, got {args.shift_steps} and "
+            f"{args.max_shift}"
+        )
     work, data = Path(args.work), Path(args.work) / "data"
     work.mkdir(parents=True, exist_ok=True)
     splits = splits_for(args.quick)

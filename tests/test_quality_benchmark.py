@@ -94,3 +94,22 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     widths = re.findall(r"(?:LR|domain) (\d+\.\d+)", proc.stdout.split(";")[0])
     blurs = re.search(r"unpaired \(input_blur: auto\) (\d+\.\d+), same scenes (\d+\.\d+)", proc.stdout)
     assert len(widths) == 4 and all(float(w) > 0 for w in widths) and blurs, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--operators", "blurry"], "unknown or no operator(s) ['blurry']; valid: blur"),
+        (["--models", "cyclesr,oracel"], "unknown or no model(s) ['oracel']"),
+        (["--shift-steps", "0"], "--shift-steps must be >= 1 (steps per HR px) and --max-shift >= 0, got 0 and 4"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_work(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--work", str(tmp_path / "work"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "work").exists()  # nothing fetched, built or trained

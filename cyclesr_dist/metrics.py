@@ -146,27 +146,20 @@ def lanczos_shift(img: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
         pos = torch.arange(-2, 4, dtype=img.dtype, device=img.device) - frac
         taps = torch.sinc(pos) * torch.sinc(pos / 3)
         taps = taps / taps.sum()
-        shape = (1, 1, 6, 1) if axis == 1 else (1, 1, 1, 6)
-        pad = (0, 0, 2, 3) if axis == 1 else (2, 3, 0, 0)
+        shape, pad = ((1, 1, 6, 1), (0, 0, 2, 3)) if axis == 1 else ((1, 1, 1, 6), (2, 3, 0, 0))
         out = F.conv2d(F.pad(out[:, None], pad, mode="reflect"), taps.view(shape))[:, 0]
     return out
 
 
 def best_shift(
-    sr: torch.Tensor,
-    hr: torch.Tensor,
-    max_shift: int = 10,
-    shave: int = 0,
-    channel: str = "rgb",
-    subpixel: int = 1,
+    sr: torch.Tensor, hr: torch.Tensor, max_shift: int = 10, shave: int = 0, channel: str = "rgb", subpixel: int = 1
 ) -> tuple[float, float, float]:
     """(best PSNR, dy, dx) over shifts |dy|, |dx| <= max_shift, SR pixel (y, x) compared to HR (y+dy, x+dx).
 
-    `subpixel` = k > 1 searches a 1/k-pixel grid of shifts: the SR image is first resampled at each fractional
-    offset (`lanczos_shift`; its slight low-pass makes the fractional shifts a little pessimistic), and the best
-    over all offsets is kept. A real camera's sampling grid need not sit where bicubic's does, and a constant
-    offset of half a pixel cannot be learned without pairs; this measures how much of an error is that offset.
-    With k = 1 (integer shifts) the definition below is the reference's.
+    `subpixel` = k > 1 searches a 1/k-pixel grid: the SR image is resampled at each fractional offset first
+    (`lanczos_shift`, whose slight low-pass makes those a little pessimistic). A camera's sampling grid need not sit
+    where bicubic's does, and a constant offset cannot be learned without pairs: this measures how much of an error
+    is that offset. With k = 1 (integer shifts) the definition below is the reference's.
 
     The SR image minus a border of b = max(shave, max_shift) pixels is compared with every same-sized HR window
     within ±max_shift of it. With shave <= max_shift this is exactly the reference's `find_best_PSNR(HR, SR,
@@ -188,12 +181,8 @@ def best_shift(
     a, b = _unit64(sr), _unit64(hr)
     if channel == "y":
         a, b = rgb_to_y(a), rgb_to_y(b)
-    fractions = [i / subpixel for i in range(subpixel)]
-    found = [
-        _integer_best_shift(lanczos_shift(a, fy, fx), b, max_shift, border) + (fy, fx)
-        for fy in fractions
-        for fx in fractions
-    ]
+    fractions = [(i / subpixel, j / subpixel) for i in range(subpixel) for j in range(subpixel)]
+    found = [_integer_best_shift(lanczos_shift(a, *f), b, max_shift, border) + f for f in fractions]
     value, dy, dx, fy, fx = max(found, key=lambda f: f[0])
     # SR resampled at y + fy, compared to HR at y + dy: SR pixel y lines up with HR y + dy − fy
     return value, dy - fy if fy else dy, dx - fx if fx else dx

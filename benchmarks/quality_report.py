@@ -70,9 +70,7 @@ def operator_table(results: dict[str, dict[str, Any]], walls: dict[str, float | 
     rows = [r for r in ROWS if r in results]
     scenes = [im["name"] for im in results[rows[0]]["images"]]
     shift = "psnr_rgb_best_shift" in results[rows[0]]["mean"]
-    shift_title = (
-        f"best-shift PSNR (±{results[rows[0]]['max_shift']} px, 1/{results[rows[0]].get('subpixel', 1)} px steps)"
-    )
+    shift_title = f"best-shift PSNR (±{results[rows[0]]['max_shift']} px, 1/{results[rows[0]]['subpixel']} px steps)"
     head = ["model", *scenes, "mean PSNR / SSIM", "PSNR-Y / SSIM-Y", *([shift_title] if shift else []), "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

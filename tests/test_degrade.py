@@ -24,7 +24,7 @@ from cyclesr_dist.data.degrade import (
     usm_sharpen,
 )
 from cyclesr_dist.data.degrade import realesrgan as D
-from cyclesr_dist.data.images import bicubic_resize, model_to_uint8, uint8_to_model
+from cyclesr_dist.data.images import bicubic_resize, clean_downscale, model_to_uint8, uint8_to_model
 from cyclesr_dist.metrics import translation_metrics
 
 OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "realesrgan"]
@@ -38,7 +38,7 @@ def photo() -> np.ndarray:
 
 
 def _bicubic(hr: np.ndarray, scale: int = 4) -> np.ndarray:
-    return model_to_uint8(bicubic_resize(uint8_to_model(hr), 1 / scale).clamp(-1, 1))
+    return model_to_uint8(clean_downscale(uint8_to_model(hr), scale))
 
 
 def _laplacian_energy(img: np.ndarray) -> float:

@@ -374,7 +374,7 @@ def test_input_blur_is_a_fixed_gaussian_in_the_degrading_generator_only():
     import torch.nn.functional as F
 
     from cyclesr_dist.cyclesr.networks import network_configs
-    from cyclesr_dist.models.layers import gaussian_kernel
+    from cyclesr_dist.torch_utils import gaussian_kernel
 
     args = {"ngf": 8, "n_blocks": 1, "n_downsampling": 0, "residual": True, "input_blur": 0.5}
     gen = GENERATORS.build("resnet", args)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LossConfig
-from ..models.layers import filter2d, gaussian_kernel
+from ..torch_utils import filter2d, gaussian_kernel
 from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
 from .pool import ImagePool
 from .stages import Stage

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..torch_utils import filter2d, gaussian_kernel
 from .jpeg import DifferentiableJPEG
-from .layers import filter2d, gaussian_kernel, init_normal, norm_layer, upsample_x2
+from .layers import init_normal, norm_layer, upsample_x2
 from .registry import DISCRIMINATORS, GENERATORS
 
 

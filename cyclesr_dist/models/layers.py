@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 NormFactory = Callable[[int], nn.Module]
@@ -46,21 +43,3 @@ def upsample_x2(in_ch: int, out_ch: int, mode: str, bias: bool) -> list[nn.Modul
     if mode == "resize":
         return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias)]
     raise ValueError(f"unknown up_mode {mode!r}; valid: transpose, pixelshuffle, resize")
-
-
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """Normalised 2-D Gaussian, support ±⌈3σ⌉ (at least ±1)."""
-    if sigma <= 0:
-        raise ValueError(f"a Gaussian blur σ is in pixels and > 0, got {sigma}")
-    radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel_1d = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel_1d /= kernel_1d.sum()
-    return torch.outer(kernel_1d, kernel_1d)
-
-
-def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Every channel of NCHW `x` filtered by one 2-D `kernel` (odd size), reflect-padded."""
-    r, channels = kernel.shape[-1] // 2, x.shape[1]
-    weight = kernel.to(x).expand(channels, 1, -1, -1)
-    return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), weight, groups=channels)

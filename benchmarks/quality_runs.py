@@ -173,26 +173,26 @@ def net_scale(pairs: list) -> int:
 
 @torch.no_grad()
 def translation_fidelity(run_dir: Path, pairs: list, device: str) -> dict[str, Any]:
-    """`metrics.translation_metrics` of G(bicubic-downscaled test HR) and of the bicubic LR itself against the
-    test's true LR, per scene and averaged (8-bit images, as a saved LR would be; G's noise seeded)."""
+    """`metrics.translation_metrics` of G(clean LR of the test HR) and of that clean LR itself against the test's
+    true LR, per scene and averaged (8-bit images, as a saved LR would be; G's noise seeded). The clean LR is the
+    run's own (`data.hr_to_lr` of its config.yaml), named in the keys: "G(bicubic LR)", "bicubic LR"."""
     torch.manual_seed(0)
     gen = load_generator(run_dir).to(device)
+    kind = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["hr_to_lr"]
+    sources = (f"G({kind} LR)", f"{kind} LR")
     per_scene = []
     for name, lr, hr in pairs:
         scale = hr.shape[0] // lr.shape[0]
-        clean = clean_downscale(uint8_to_model(hr).unsqueeze(0), scale)
+        clean = clean_downscale(uint8_to_model(hr).unsqueeze(0), scale, kind)
         fake = gen(clean.to(device)).clamp(-1, 1).cpu()
         as_saved = [uint8_to_model(model_to_uint8(t[0])).unsqueeze(0) for t in (fake, clean)]
         true = uint8_to_model(lr).unsqueeze(0)
         per_scene.append(
             {
                 "name": name,
-                "G(bicubic LR)": translation_metrics(as_saved[0], true),
-                "bicubic LR": translation_metrics(as_saved[1], true),
+                sources[0]: translation_metrics(as_saved[0], true),
+                sources[1]: translation_metrics(as_saved[1], true),
             }
         )
-    mean = {
-        src: {k: float(np.mean([s[src][k] for s in per_scene])) for k in per_scene[0][src]}
-        for src in ("G(bicubic LR)", "bicubic LR")
-    }
+    mean = {src: {k: float(np.mean([s[src][k] for s in per_scene])) for k in per_scene[0][src]} for src in sources}
     return {"mean": mean, "images": per_scene}

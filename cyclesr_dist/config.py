@@ -90,8 +90,9 @@ class DataConfig:
     steps_per_epoch: int = 100  # 0: one pass over the HR images, ⌊count / batch_size⌋ (vega's epoch)
     pin_memory: bool = False
     val_max_images: int = 0  # 0 = all
-    # How the LR input of an HR crop is made: `bicubic` (CycleSR's clean domain X) or a `data.degrade` operator
-    # name (supervised training on synthetic pairs, e.g. `realesrgan`: the blind recipe). See data/augment.py.
+    # How the LR input of an HR crop is made: `bicubic` or `sampled` (CycleSR's clean domain X, `images.CLEAN_LR`)
+    # or a `data.degrade` operator name (supervised training on synthetic pairs, e.g. `realesrgan`: the blind
+    # recipe). See data/augment.py.
     hr_to_lr: str = "bicubic"
     hr_augment: Literal["dihedral", "flips", "none"] = "dihedral"  # random transform of HR crops
     lr_augment: Literal["dihedral", "flips", "none"] = "dihedral"  # ... and of real-LR crops

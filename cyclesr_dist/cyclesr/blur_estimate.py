@@ -70,9 +70,9 @@ def median_width(images: list[np.ndarray]) -> float:
     return float(np.median(pooled)) if pooled.size else 0.0
 
 
-def clean_lr(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The bicubic LR of an HR uint8 image: what G is given."""
-    return model_to_uint8(clean_downscale(uint8_to_model(hr), scale))
+def clean_lr(hr: np.ndarray, scale: int, kind: str = "bicubic") -> np.ndarray:
+    """The clean LR (`images.CLEAN_LR` `kind`) of an HR uint8 image: what G is given."""
+    return model_to_uint8(clean_downscale(uint8_to_model(hr), scale, kind))
 
 
 def gaussian_blurred(images: list[np.ndarray], sigma: float) -> list[np.ndarray]:

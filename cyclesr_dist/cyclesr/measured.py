@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..config import Config
+from ..data.images import clean_lr_kind
 from ..data.jpeg_estimate import estimate_quality, quality_summary
 from ..data.loaders import unpaired_images
 from ..errors import BadInput
@@ -57,12 +58,13 @@ def _jpeg_quality(real_lr: list[tuple[str, np.ndarray]]) -> tuple[list[int] | in
 
 def _input_blur(config: Config, real_lr: list[tuple[str, np.ndarray]]) -> tuple[float, str]:
     scale = config.data.scale
-    clean = _images(config, "hr", "input_blur", lambda hr: clean_lr(hr, scale))  # each photo to its bicubic LR
+    kind = clean_lr_kind(config.data.hr_to_lr)
+    clean = _images(config, "hr", "input_blur", lambda hr: clean_lr(hr, scale, kind))  # each photo as G is given it
     found = estimate_input_blur([img for _, img in clean], [img for _, img in real_lr])
     sigma = found["sigma"]
     widths = (
         f"median edge width {found['real_width']:.2f} px on {len(real_lr)} real-LR images against "
-        f"{found['clean_width']:.2f} on the bicubic LR of {len(clean)} HR images"
+        f"{found['clean_width']:.2f} on the {kind} LR of {len(clean)} HR images"
     )
     if sigma == 0:
         return 0.0, f"{widths}: no blur to add, G's input blur off"

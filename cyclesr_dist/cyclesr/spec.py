@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..data.images import to_value_range
+from ..data.images import clean_lr_kind, to_value_range
 from ..serve.export import in_data_range
 from .networks import EXPORTED, build_networks, build_optimizers, network_configs
 from .stages import Stage, network_groups, stage_for_epoch
@@ -85,8 +85,9 @@ class CycleSRModel:
 
     def validate(self, val_pairs: list[ValPair], step: int) -> dict[str, float]:
         """G against the true LR always; the SR net once it has been trained (not in the translation stage)."""
-        scale = self.spec.config.data.scale
-        values = validate_translation(self.gen_clean_to_real, val_pairs, scale)
+        data = self.spec.config.data
+        scale = data.scale
+        values = validate_translation(self.gen_clean_to_real, val_pairs, scale, clean_lr_kind(data.hr_to_lr))
         if self.stage(max(0, step - 1)) is not Stage.TRANSLATION:
             values |= validate_sr(self.sr, val_pairs, scale, self.spec.config.train.val_max_shift)
         return values

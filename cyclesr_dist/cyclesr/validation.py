@@ -61,10 +61,12 @@ def validate_sr(sr: nn.Module, pairs: list[ValPair], scale: int, max_shift: int)
 
 
 @torch.no_grad()
-def validate_translation(gen_clean_to_real: nn.Module, pairs: list[ValPair], scale: int) -> dict[str, float]:
+def validate_translation(
+    gen_clean_to_real: nn.Module, pairs: list[ValPair], scale: int, clean_lr: str = "bicubic"
+) -> dict[str, float]:
     """How close G(clean LR of the HR) comes to the true LR of the same photo (`metrics.translation_metrics`),
     next to the clean LR itself: G has learned the degradation when its numbers beat the clean LR's. The clean LR
-    is made as in training (antialiased bicubic ×1/scale); images are cropped to what G's strides accept."""
+    is made as in training (`clean_lr`: the run's `data.hr_to_lr`); images are cropped to what G's strides accept."""
     multiple = getattr(gen_clean_to_real, "multiple", 1)
     device = _device(gen_clean_to_real)
     generated, clean, real = [], [], []
@@ -74,7 +76,7 @@ def validate_translation(gen_clean_to_real: nn.Module, pairs: list[ValPair], sca
         if min(h, w) < 8:
             continue
         hr = uint8_to_model(hr_img[: h * scale, : w * scale]).unsqueeze(0).to(device)
-        x = clean_downscale(hr, scale)
+        x = clean_downscale(hr, scale, clean_lr)
         with eval_mode(gen_clean_to_real):
             # Quantised as a saved image would be, like the true LR it is compared with.
             generated.append(uint8_to_model(model_to_uint8(gen_clean_to_real(x)[0])))

@@ -8,8 +8,8 @@ Transforms (`data.hr_augment`, `data.lr_augment`):
 Real-LR patches should not be rotated or flipped when the degradation has a direction: an anisotropic blur
 kernel or an off-centre decimation grid becomes a mixture of its mirror images, which is not the real camera.
 
-The LR of an HR patch (`data.hr_to_lr`): `bicubic` is the clean LR of CycleSR's X domain (antialiased bicubic
-×1/scale, computed in torch); any name of `degrade.DEGRADATIONS` degrades the patch *after* it was cut and
+The LR of an HR patch (`data.hr_to_lr`): `bicubic` or `sampled` is the clean LR of CycleSR's X domain
+(`images.CLEAN_LR`, computed in torch); any name of `degrade.DEGRADATIONS` degrades the patch *after* it was cut and
 flipped (supervised training on synthetic pairs: the blind recipe, or an oracle that knows the operator), and
 makes the target that degradation's `target(hr)` (e.g. the sharpened HR of the blind recipe).
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
-from .images import clean_downscale, uint8_to_model
+from .images import CLEAN_LR, clean_downscale, uint8_to_model
 
 TRANSFORMS = ("dihedral", "flips", "none")
 
@@ -56,17 +56,17 @@ class HrToLr:
 
     def __init__(self, name: str, scale: int) -> None:
         self.name, self.scale = name, scale
-        if name != "bicubic":
+        if name not in CLEAN_LR:
             from .degrade import get_degradation
 
             try:
                 self.degradation = get_degradation(name)
             except ValueError as exn:
-                raise ConfigError(f"data.hr_to_lr={name!r}: {exn} (or bicubic)") from None
+                raise ConfigError(f"data.hr_to_lr={name!r}: {exn} (or a clean LR: {', '.join(CLEAN_LR)})") from None
 
     def __call__(self, hr_img: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        if self.name == "bicubic":
+        if self.name in CLEAN_LR:
             hr = uint8_to_model(hr_img)
-            return {"hr": hr, "clean_lr": clean_downscale(hr, self.scale)}
+            return {"hr": hr, "clean_lr": clean_downscale(hr, self.scale, self.name)}
         lr = self.degradation.degrade(hr_img, rng, self.scale)
         return {"hr": uint8_to_model(self.degradation.target(hr_img)), "clean_lr": uint8_to_model(lr)}

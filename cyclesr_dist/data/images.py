@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from ..atomic import atomic_write
 from ..errors import BadInput, InputNotFound
+from ..torch_utils import filter2d, gaussian_kernel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -126,10 +127,33 @@ def bicubic_resize(t: torch.Tensor, scale: float) -> torch.Tensor:
     return out.squeeze(0) if squeeze else out
 
 
-def clean_downscale(t: torch.Tensor, scale: int) -> torch.Tensor:
-    """The clean LR of an HR image tensor (CHW or NCHW, [-1, 1]): antialiased bicubic ×1/`scale`, clamped to the
-    range (bicubic overshoots at edges) — what the translation generator G is given."""
-    return bicubic_resize(t, 1.0 / scale).clamp_(-1.0, 1.0)
+# The clean LR of CycleSR's X domain, what G is given (`data.hr_to_lr`); both ×1/s on bicubic's grid (LR pixel i
+# centred at HR pixel s·i + (s−1)/2):
+#   bicubic  antialiased bicubic, the reference's: no aliasing, so G has none to keep
+#   sampled  a Gaussian of σ SAMPLED_SIGMA HR px, then the centre of each s×s cell (bilinear between its middle
+#            pixels, no antialiasing): aliased as a point decimation or a camera's sampling is, which G can then
+#            keep instead of having to invent it (measured: BENCHMARKS.md, "Quality")
+CLEAN_LR = ("bicubic", "sampled")
+SAMPLED_SIGMA = 1.0
+
+
+def clean_lr_kind(hr_to_lr: str) -> str:
+    """The clean LR G is measured and validated on under `data.hr_to_lr`: that one when it names a clean LR, else
+    bicubic (a run supervised on synthetic pairs has a G that nothing trains)."""
+    return hr_to_lr if hr_to_lr in CLEAN_LR else "bicubic"
+
+
+def clean_downscale(t: torch.Tensor, scale: int, kind: str = "bicubic") -> torch.Tensor:
+    """The clean LR (`CLEAN_LR` `kind`) of an HR image tensor (CHW or NCHW, [-1, 1]), clamped to the range
+    (bicubic overshoots at edges)."""
+    if kind == "bicubic":
+        return bicubic_resize(t, 1.0 / scale).clamp_(-1.0, 1.0)
+    if kind != "sampled":
+        raise ValueError(f"unknown clean LR {kind!r}; valid: {', '.join(CLEAN_LR)}")
+    batch = t.unsqueeze(0) if t.dim() == 3 else t
+    blurred = filter2d(batch, gaussian_kernel(SAMPLED_SIGMA))
+    out = F.interpolate(blurred, scale_factor=1.0 / scale, mode="bilinear", antialias=False, align_corners=False)
+    return (out.squeeze(0) if t.dim() == 3 else out).clamp_(-1.0, 1.0)
 
 
 def list_images(root: str | Path) -> list[Path]:

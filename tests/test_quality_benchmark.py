@@ -47,8 +47,10 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert [im["name"] for im in row["images"]] == quality_data.splits_for(True)["test"]
         assert 15 < row["mean"]["psnr_rgb"] < 60 and 0 < row["mean"]["ssim_rgb"] <= 1
     assert all(blur["wall_s"][r] > 0 for r in ("bicubic-trained", "blind", "cyclesr", "oracle"))
-    assert set(blur["translation"]["mean"]) == {"G(bicubic LR)", "bicubic LR"}
+    assert set(blur["translation"]["mean"]) == {"G(sampled LR)", "sampled LR"}  # the clean LR G was given
     assert [t["met"] in (True, False) for t in blur["targets"]] == [True] * 3
+    assert [t["met"] in (True, False) for t in blur["targets_best_shift"]] == [True] * 3
+    assert "By best-shift PSNR" in out and len(results["targets_mean_best_shift"]) == 3
     # time to quality: CycleSR's SR net scored at every epoch's checkpoint after its first SR update (quick: 5-step
     # epochs, 1 translation epoch), and where it passes each baseline is one of those points or none
     ttq = blur["time_to_quality"]
@@ -61,7 +63,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     # each training row used the LR it is defined by
     configs = {p.stem: p.read_text() for p in (tmp_path / "configs").glob("*.yaml")}
     assert "hr_to_lr: realesrgan" in configs["blind"] and "hr_to_lr: blur" in configs["blur_oracle"]
-    assert "hr_to_lr: bicubic" in configs["blur_cyclesr"] and "hr_to_lr: bicubic" in configs["bicubic-trained"]
+    assert "hr_to_lr: sampled" in configs["blur_cyclesr"] and "hr_to_lr: bicubic" in configs["bicubic-trained"]
 
     # the manifest says where every scene came from, and the data folders exist
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())

@@ -135,6 +135,7 @@ def test_production_config_trains_its_recipe_through_every_stage(demo_data, tmp_
     assert "jpeg_quality auto: G's JPEG quality drawn from" in result.stdout
     entry, state = network_state(find_checkpoint(out), "gen_clean_to_real")
     assert entry["args"]["jpeg_quality"] == measured and entry["args"]["ngf"] == 64
-    # `input_blur: auto` too: the demo's real LR is not blurrier than its HR photos' bicubic LR, so G's blur is off
-    assert "input_blur auto: " in result.stdout and entry["args"]["input_blur"] == 0
+    # `input_blur: auto` too, against the clean LR the config gives G: the demo's real LR is not blurrier than its
+    # HR photos' sampled LR, so G's blur is off
+    assert "on the sampled LR of" in result.stdout and entry["args"]["input_blur"] == 0
     assert "jpeg.quality_fraction" not in state

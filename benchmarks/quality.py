@@ -240,7 +240,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="G first blurs its input by a Gaussian of this σ (LR px; 0 = off); auto: the σ the trainer measures "
         "on the operator's real LR against the HR photos (input_blur: auto)",
     )
-    p.add_argument("--clean-lr", choices=CLEAN_LR, default="sampled", help="the clean LR G is given (data.hr_to_lr)")
+    p.add_argument("--clean-lr", default="sampled", help=f"G's clean LR (data.hr_to_lr): {'|'.join(CLEAN_LR)}")
     p.add_argument("--content-low-pass", type=float, default=1.0, help="cycle/identity L1 on blur_σ only (0 = full)")
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
     p.add_argument("--sr-lr", type=float, default=1e-3, help="SR learning rate of every trained row (as the demo)")
@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     for given, valid, what in ((operators, list(DEGRADATIONS), "operator"), (rows, TRAINED, "model")):
         if not given or set(given) - set(valid):
             raise SystemExit(f"unknown or no {what}(s) {sorted(set(given) - set(valid))}; valid: {', '.join(valid)}")
+    if args.clean_lr not in CLEAN_LR:
+        raise SystemExit(f"unknown --clean-lr {args.clean_lr!r}; valid: {', '.join(CLEAN_LR)}")
     if args.shift_steps < 1 or args.max_shift < 0:
         raise SystemExit(
             f"--shift-steps must be >= 1 (steps per HR px) and --max-shift >= 0, got {args.shift_steps} and "

@@ -104,6 +104,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         (["--operators", "blurry"], "unknown or no operator(s) ['blurry']; valid: blur"),
         (["--models", "cyclesr,oracel"], "unknown or no model(s) ['oracel']"),
         (["--shift-steps", "0"], "--shift-steps must be >= 1 (steps per HR px) and --max-shift >= 0, got 0 and 4"),
+        (["--clean-lr", "area"], "unknown --clean-lr 'area'; valid: bicubic, sampled"),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_work(tmp_path: Path, args: list[str], message: str) -> None:

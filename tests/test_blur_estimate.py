@@ -67,7 +67,8 @@ def _auto_config(root: Path, *more: str):
     from cyclesr_dist.config import load_config
     from cyclesr_dist.cyclesr.measured import with_measured_recipe
 
-    overrides = [f"data.root={root}", "model.generator.args.input_blur=auto", *more]
+    # the real LR here is the photos' bicubic LR blurred, so G's clean LR is bicubic's too (the demo's is sampled)
+    overrides = [f"data.root={root}", "data.hr_to_lr=bicubic", "model.generator.args.input_blur=auto", *more]
     return with_measured_recipe(load_config(ROOT / "configs" / "demo.yaml", overrides))
 
 

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from cyclesr_dist.checkpoint_format import find_checkpoint, network_state
-from cyclesr_dist.data.images import clean_downscale, model_to_uint8, uint8_to_model
+from cyclesr_dist.data.images import clean_downscale, clean_lr_kind, model_to_uint8, uint8_to_model
 from cyclesr_dist.errors import UserError
 from cyclesr_dist.metrics import translation_metrics
 from cyclesr_dist.models import build_network
@@ -175,10 +175,11 @@ def net_scale(pairs: list) -> int:
 def translation_fidelity(run_dir: Path, pairs: list, device: str) -> dict[str, Any]:
     """`metrics.translation_metrics` of G(clean LR of the test HR) and of that clean LR itself against the test's
     true LR, per scene and averaged (8-bit images, as a saved LR would be; G's noise seeded). The clean LR is the
-    run's own (`data.hr_to_lr` of its config.yaml), named in the keys: "G(bicubic LR)", "bicubic LR"."""
+    run's own (`images.clean_lr_kind` of its config.yaml's `data.hr_to_lr`, as validation makes it), named in the
+    keys: "G(bicubic LR)", "bicubic LR"."""
     torch.manual_seed(0)
     gen = load_generator(run_dir).to(device)
-    kind = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["hr_to_lr"]
+    kind = clean_lr_kind(yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["hr_to_lr"])
     sources = (f"G({kind} LR)", f"{kind} LR")
     per_scene = []
     for name, lr, hr in pairs:

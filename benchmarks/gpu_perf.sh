@@ -1,7 +1,7 @@
 #!/bin/bash
 # The GPU measurements of the performance work, prepared to run in short device slots (≤ 10 min each):
 #
-#   bash benchmarks/gpu_perf.sh eager     # roofline + eager variants at the reference config     (~3 min)
+#   bash benchmarks/gpu_perf.sh eager     # roofline + eager variants + checkpoint save, reference config (~3 min)
 #   bash benchmarks/gpu_perf.sh compile   # torch.compile default / channels_last / batched          (~6 min)
 #   bash benchmarks/gpu_perf.sh autotune  # max-autotune-no-cudagraphs and reduce-overhead (CUDA graphs)
 #   bash benchmarks/gpu_perf.sh loader    # data-loader samples/s per worker count
@@ -17,12 +17,14 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
 HBM_TBPS=${HBM_TBPS:-4.8}
+extra=()
 common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLOPS" --hbm-tbps "$HBM_TBPS"
     --no-memory --no-scaling --roofline --reps 3)
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 case $part in
     eager)
-        variants=(bare ours reference trainer fused_adam batched batched_fused channels_last) ;;
+        variants=(bare ours reference trainer fused_adam batched batched_fused channels_last)
+        extra=(--checkpoint) ;;
     compile)
         variants=(ours compile compile_cl compile_batched) ;;
     autotune)
@@ -34,5 +36,5 @@ case $part in
         echo "unknown part '$part': eager, compile, autotune or loader" >&2
         exit 2 ;;
 esac
-python benchmarks/train_throughput.py "${common[@]}" --variants "${variants[@]}" --json "$out/$part.json" 2>&1 |
+python benchmarks/train_throughput.py "${common[@]}" --variants "${variants[@]}" "${extra[@]}" --json "$out/$part.json" 2>&1 |
     tee "$out/$part.log"

@@ -7,6 +7,8 @@
     python benchmarks/train_throughput.py --configs --no-memory --no-scaling --launch --launch-rounds 2
                                                            # the real trainer, 1 vs 2 processes (accelerate launch)
     python benchmarks/train_throughput.py --device cuda --peak-tflops 989   # GPU: bf16 autocast, MFU column
+    python benchmarks/train_throughput.py --configs reference --stages joint --variants trainer --checkpoint
+                                                           # + what a periodic checkpoint save costs the run
 
 What is timed (one process, `--threads` intra-op threads, batches of random images in [-1, 1] from
 `cyclesr_dist.testing.random_batch`, already on the device), per config and per stage (translation, joint).
@@ -57,6 +59,9 @@ The scaling section works out gradient all-reduce volumes and ring all-reduce ti
 against the compute per step, from the parameter and FLOP counts measured here. `--launch` runs the real
 trainer (train.py, demo config, data.num_workers=0) as 1 process × 2 threads, 2 processes × 1 thread and
 2 processes × 2 threads under `accelerate launch` (gloo) and reads samples/s from its train_log.jsonl.
+
+`--checkpoint` times the trainer's own checkpoint save at each config's networks (optimizer state, pools full)
+and gives its share of the training time between two periodic saves (`throughput/checkpoint_cost.py`).
 """
 
 from __future__ import annotations
@@ -125,6 +130,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--roofline-only", action="store_true", help="print the roofline, time nothing")
     p.add_argument("--hbm-tbps", type=float, default=3.35, help="memory bandwidth for --roofline (H100 SXM)")
     p.add_argument("--roofline-bytes", type=int, default=2, help="bytes per element for --roofline (bf16)")
+    p.add_argument(
+        "--checkpoint", action="store_true", help="also time the trainer's checkpoint save and its share of a run"
+    )
+    p.add_argument("--checkpoint-saves", type=int, default=3, help="saves timed per config for --checkpoint")
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="where --checkpoint writes (default: a temp dir)")
+    p.add_argument("--checkpoint-step-ms", type=float, default=0.0, help="step time for the share (default: timed)")
     p.add_argument("--launch", action="store_true", help="also time the trainer under accelerate launch, 1 vs 2 procs")
     p.add_argument("--launch-steps", type=int, default=40)
     p.add_argument("--launch-rounds", type=int, default=1, help="rounds of the 6 runs, order reversed every round")

@@ -9,6 +9,7 @@ import torch
 
 from cyclesr_dist.cyclesr import Stage
 
+from .checkpoint_cost import checkpoint_section
 from .flops import count_step_flops
 from .report import print_stage_table
 from .roofline import print_roofline, roofline
@@ -75,4 +76,6 @@ def time_configs(args: argparse.Namespace, device: torch.device) -> tuple[dict[s
                 # A CPU time is no measure of a GPU's distance to its bound; print the bound alone there.
                 print_roofline(name, stage, bound, ours if device.type == "cuda" else None)
                 configs[name]["stages"][stage]["roofline"] = bound
+        if args.checkpoint and not args.roofline_only and name != "tiny":
+            configs[name]["checkpoint"] = checkpoint_section(setup, all_rows[name], args)
     return configs, all_rows

@@ -189,7 +189,9 @@ class Trainer:
                     logger.log_images(self.model.sample_grids(micro_batches[0], self.val_pairs), step)
                 stop = preemption.should_stop(self.device)
                 if stop or step == total or self.checkpoints.due(step):
-                    logger.info(f"saved checkpoint {self.save()}")
+                    tic_save = time.perf_counter()  # the save stalls every rank: its cost is shown with it
+                    path = self.save()
+                    logger.info(f"saved checkpoint {path} in {time.perf_counter() - tic_save:.1f} s")
                 if stop:
                     logger.info(f"preempted at step {step}: checkpoint saved, exiting with {PREEMPTED}")
                     status = PREEMPTED

@@ -116,7 +116,9 @@ class TrainConfig:
     # torch.compile's mode: "max-autotune-no-cudagraphs" searches conv/matmul kernels; "reduce-overhead" and
     # "max-autotune" also replay CUDA graphs (GPU only; a CPU run compiles without them)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    batched_calls: bool = False  # fewer, larger G/F/D calls per step (same maths; refused with BatchNorm)
+    # Fewer, larger G/F/D calls per step: the same maths, faster (BENCHMARKS.md). auto: on unless G, F or a D holds
+    # BatchNorm (whose batch statistics would mix the images); true with BatchNorm there is refused.
+    batched_calls: bool | Literal["auto"] = "auto"
     # "vega": also run the SR net where vega does, on G(x) in every translation step and a second time in a joint
     # step. The outputs are unused; what changes is the SR BatchNorm running statistics (the eval-mode SR net).
     # "needed": only the forwards the losses need.

@@ -21,6 +21,13 @@ class ConfigError(BadInput):
 
 
 def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(option) for option in typing.get_args(tp))
+    if origin is Literal:
+        return " or ".join(repr(choice) for choice in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

@@ -40,7 +40,7 @@ def test_every_shipped_config_loads_and_builds_its_networks(demo_data):
 def test_vega_config_is_the_reference_where_the_code_can_be():
     c = load_config(ROOT / "configs" / "vega.yaml")
     assert c.model.sr.args["norm"] == "batch" and c.model.generator.args["n_downsampling"] == 2
-    assert (c.train.mixed_precision, c.train.batched_calls, c.train.val_max_shift) == ("no", False, 10)
+    assert (c.train.mixed_precision, c.train.batched_calls, c.train.val_max_shift) == ("no", "auto", 10)
     assert (c.data.hr_augment, c.data.lr_augment) == ("flips", "none")
     assert (c.loss.lambda_cycle, c.loss.lambda_identity, c.loss.sr_lam, c.loss.cycle_sr_lam) == (10, 0.5, 1000, 1000)
     assert c.loss.sr_pretrain_lam == 1 and c.optim.clip_per_network

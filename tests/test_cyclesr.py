@@ -19,6 +19,7 @@ from cyclesr_dist.cyclesr import (
     stage_for_epoch,
 )
 from cyclesr_dist.engine.backends.base import OptimizerOps
+from cyclesr_dist.errors import BadInput
 from cyclesr_dist.testing import random_batch, reference_optimize_parameters, tiny_config
 
 
@@ -262,10 +263,17 @@ def test_batched_calls_compute_the_same_losses_and_gradients(stage, micro_batche
                 assert worst <= 1e-4 * scale, (i, group, net, float(worst), float(scale))
 
 
-def test_batched_calls_refuse_batch_norm():
-    config = tiny_config(**{"model.sr.args": "{nf: 8, nb: 2, norm: batch}"})
-    with pytest.raises(ValueError, match=r"BatchNorm.*\['sr'\]"):
+def test_batched_calls_refuse_batch_norm_where_images_are_concatenated():
+    """BatchNorm in a discriminator would mix the real and the fake batch's statistics: `true` is refused and
+    `auto` stays off. In the SR net, which is never called on concatenated batches, it changes nothing."""
+    config = tiny_config(**{"model.discriminator.args": "{ndf: 8, n_layers: 2, norm: batch}"})
+    with pytest.raises(BadInput, match=r"BatchNorm.*\['disc_clean', 'disc_real'\].*batched_calls=false"):
         CycleSR(build_networks(config.model), config.loss, batched_calls=True)
+    assert not CycleSR(build_networks(config.model), config.loss, batched_calls="auto").batched_calls
+    config = tiny_config(**{"model.sr.args": "{nf: 8, nb: 2, norm: batch}"})
+    assert config.train.batched_calls == "auto"  # the default
+    assert CycleSR(build_networks(config.model), config.loss, batched_calls="auto").batched_calls
+    assert CycleSR(build_networks(config.model), config.loss, batched_calls=True).batched_calls
 
 
 def test_sr_pretrain_weight_scales_only_the_pretraining_gradient():

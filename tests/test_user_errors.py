@@ -72,6 +72,12 @@ def cmd(*args: str) -> Callable[[Path, dict], list[str]]:
 CASES = [
     ("unknown key", train("max_step=5"), "unknown config key 'max_step'; valid keys here: output_dir, seed, max_steps"),
     ("wrong type", train("max_steps=many"), "max_steps: expected an integer, got 'many'"),
+    ("not one of a union", train("train.batched_calls=maybe"), "'maybe' matches none of bool or 'auto'"),
+    (
+        "batched calls with BatchNorm where they concatenate",
+        train("train.batched_calls=true", "model.discriminator.args.norm=batch"),
+        "changes BatchNorm statistics; networks with BatchNorm: ['disc_clean', 'disc_real']",
+    ),
     ("out of range", train("checkpoint.keep=0"), "checkpoint.keep=0 must be at least 1"),
     ("patch vs scale", train("data.hr_patch=30"), "data.hr_patch=30 must be a positive multiple of data.scale=4"),
     ("missing config", cmd("train", "--config", "{root}/nope.yaml"), "config file not found: "),

@@ -10,19 +10,32 @@ HR = the crop X came from.  G: X→Y is `gen_clean_to_real`, F: Y→X is `gen_re
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import LossConfig
+from ..errors import BadInput
 from ..torch_utils import filter2d, gaussian_kernel
 from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
 from .pool import ImagePool
 from .stages import Stage
 
 Batch = dict[str, torch.Tensor]  # {"hr", "clean_lr", "real_lr"}
+# The networks `batched_calls` calls on several batches concatenated (the SR net is always called on one).
+BATCHED_NETWORKS = ("gen_clean_to_real", "gen_real_to_clean", "disc_clean", "disc_real")
+
+
+def batch_norm_in_batched_calls(nets: nn.ModuleDict) -> list[str]:
+    """The networks batched calls would concatenate images into that hold BatchNorm: there the batch statistics,
+    and so the maths, would change. Instance norm and no norm treat every image alone."""
+    return [
+        name
+        for name in BATCHED_NETWORKS
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in nets[name].modules())
+    ]
 
 
 class StepOps(Protocol):
@@ -45,21 +58,18 @@ class CycleSR:
         nets: nn.ModuleDict,
         loss: LossConfig,
         pool_seed: int = 0,
-        batched_calls: bool = False,
+        batched_calls: bool | Literal["auto"] = False,
         vega_sr_forwards: bool = False,
     ) -> None:
-        if batched_calls:
-            with_batch_norm = [
-                name
-                for name, net in nets.items()
-                if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-            ]
-            if with_batch_norm:
-                raise ValueError(
-                    f"train.batched_calls concatenates different images in one call, which changes BatchNorm "
-                    f"statistics; networks with BatchNorm: {with_batch_norm}. Use instance/no norm or "
-                    "train.batched_calls=false"
-                )
+        with_batch_norm = batch_norm_in_batched_calls(nets)
+        if batched_calls is True and with_batch_norm:
+            raise BadInput(
+                f"train.batched_calls concatenates different images in one call, which changes BatchNorm "
+                f"statistics; networks with BatchNorm: {with_batch_norm}. Use instance/no norm or "
+                "train.batched_calls=false (or auto)"
+            )
+        if batched_calls == "auto":
+            batched_calls = not with_batch_norm
         self.nets = nets
         self.loss = loss
         self.batched_calls = batched_calls

@@ -4,10 +4,10 @@ share of the training time between two saves (`checkpoint.every_steps` steps).
 
 The save runs on the training thread, so every rank waits for it; an asynchronous save would hide the writing,
 fsync and hashing but not the snapshot (a host copy of the weights, optimizer state and pools), timed apart.
-The size of what is saved does not depend on the crop or the batch, so the CPU's shrunk shapes measure the real
-cost; the image pools are filled to `loss.pool_size` images at the config's own LR crop, as they are after the
-first steps of a real run. The step time the share is taken against is `--checkpoint-step-ms` when given (a step
-measured on the target GPU), else the `trainer` (or `ours`) joint step timed in the same run.
+The size of what is saved does not depend on the crop or the batch, so the CPU's shrunk batch measures the real
+cost: one step runs at the config's own LR crop, then the image pools are filled to `loss.pool_size` images of
+that size, as they are after the first steps of a real run. The share is taken against `--checkpoint-step-ms`
+when given (a step measured on the target GPU), else the `trainer` (or `ours`) joint step timed in this run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from torch.utils._pytree import tree_map
 from cyclesr_dist.checkpoint_format import read_checkpoint
 from cyclesr_dist.cyclesr import Stage
 from cyclesr_dist.engine.checkpoint import CheckpointManager, RNGState
+from cyclesr_dist.testing import random_batch
 
 from .setups import Setup, fresh_networks, sync
 from .trainer_step import STEPS_PER_EPOCH, StepOnlyTrainer
@@ -49,8 +50,9 @@ def _trainer_after_one_step(setup: Setup) -> StepOnlyTrainer:
     trainer.logger = None  # no tracker: the checkpoint's meta records no run id
     if trainer.model.stage(trainer.step) is not Stage.JOINT:
         raise RuntimeError("the checkpoint benchmark expects the joint stage (every optimizer stepped)")
-    trainer.train_step([trainer._to_device(setup.batch())])  # Adam's moments exist from the first step on
+    # One step at the config's own LR crop (the pools must hold one size): Adam's moments exist from then on.
     lr = c.data.hr_patch // c.data.scale
+    trainer.train_step([trainer._to_device(random_batch(setup.batch_size, lr, c.data.scale))])
     joint = trainer.model.joint
     for pool in (joint.pool_clean, joint.pool_real):
         pool.query(torch.rand(c.loss.pool_size, 3, lr, lr, device=setup.device) * 2 - 1)

@@ -23,7 +23,7 @@ common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLO
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 case $part in
     eager)
-        variants=(bare ours reference trainer fused_adam batched batched_fused channels_last)
+        variants=(bare ours reference trainer fused_adam batched batched_fused channels_last inplace_act)
         extra=(--checkpoint) ;;
     compile)
         variants=(ours compile compile_cl compile_batched) ;;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,8 @@ from cyclesr_dist.config import load_config
 from cyclesr_dist.cyclesr import build_networks
 from cyclesr_dist.errors import UserError
 from cyclesr_dist.models import DISCRIMINATORS, GENERATORS, SR_NETS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def n_params(net: nn.Module) -> int:
@@ -390,3 +394,33 @@ def test_input_blur_is_a_fixed_gaussian_in_the_degrading_generator_only():
     assert "input_blur" not in network_configs(config.model)["gen_real_to_clean"]["args"]
     with pytest.raises(ValueError, match="input_blur must be a Gaussian σ in LR pixels"):
         GENERATORS.build("resnet", {**args, "input_blur": -1})
+
+
+@pytest.mark.parametrize("path", ["configs/cyclesr.yaml", "configs/vega.yaml"])
+def test_backward_copies_no_activation_gradients(path):
+    """No activation works in place on a norm's output: InstanceNorm returns a view, and an in-place op on a view
+    makes autograd copy each such gradient in the backward (a quarter of the step's bytes at the reference config).
+    Counted on the meta device: no compute."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CopyCounter(TorchDispatchMode):
+        copies = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            self.copies += func is torch.ops.aten.copy_.default
+            return func(*args, **(kwargs or {}))
+
+    model = load_config(ROOT / path).model
+    with torch.device("meta"):
+        nets = [
+            # the measured stages (`auto`: a JPEG, an input blur) are set when training starts; left out here
+            GENERATORS.build(model.generator.name, {k: v for k, v in model.generator.args.items() if v != "auto"}),
+            DISCRIMINATORS.build(model.discriminator.name, model.discriminator.args),
+            SR_NETS.build(model.sr.name, model.sr.args),
+        ]
+    for net in nets:
+        x = torch.randn(2, 3, 24, 24, device="meta", requires_grad=True)
+        counter = CopyCounter()
+        with counter:
+            net(x).sum().backward()
+        assert counter.copies == 0, (type(net).__name__, counter.copies)

@@ -22,6 +22,7 @@ class Variant:
     adam: str = "foreach"  # foreach | forloop | fused
     amp_toggle: bool = False  # flip the base precision (fp32 <-> bf16 autocast)
     compile: str = ""  # torch.compile mode; "" = eager
+    inplace_after_norm: bool = False  # activations after a norm in place, as the networks had them before
 
 
 VARIANTS = {
@@ -42,6 +43,7 @@ VARIANTS = {
         Variant("compile_batched", "batched", compile="default"),
         Variant("batched", "batched"),
         Variant("batched_fused", "batched", adam="fused"),
+        Variant("inplace_act", "ours", inplace_after_norm=True),
     )
 }
 # The tiny config measures overhead only: the switches that change compute are left out there.
@@ -74,7 +76,19 @@ LABELS = {
     "compile_batched": "ours + batched calls + torch.compile",
     "batched": "ours + batched G/F/D calls",
     "batched_fused": "ours + batched calls + fused Adam",
+    "inplace_act": "ours with in-place activations after the norms (before)",
 }
+
+
+def activations_in_place_after_norms(nets: torch.nn.Module) -> None:
+    """The networks as they were: each ReLU / LeakyReLU that follows a norm works in place on the norm's output
+    (a view, for InstanceNorm, so the backward copies its gradient). The same values."""
+    norms = (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)
+    for seq in nets.modules():
+        if isinstance(seq, torch.nn.Sequential):
+            for before, act in zip(seq, list(seq)[1:], strict=False):
+                if isinstance(before, norms) and isinstance(act, torch.nn.ReLU | torch.nn.LeakyReLU):
+                    act.inplace = True
 
 
 def variant_label(v: Variant, base_bf16: bool) -> str:
@@ -93,6 +107,8 @@ def build_variant(v: Variant, setup: Setup, stage: Stage) -> Built:
     config = setup.config
     amp = autocast_ctx(setup.device, bf16)
     nets = fresh_networks(setup, v.channels_last)
+    if v.inplace_after_norm:
+        activations_in_place_after_norms(nets)
     optimizers = make_optimizers(nets, config, v.adam)
     batch = setup.batch(v.channels_last)
     clip = config.optim.grad_clip

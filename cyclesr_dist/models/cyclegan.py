@@ -1,4 +1,7 @@
-"""CycleGAN translation networks (ResNet generator, PatchGAN discriminator), at LR resolution."""
+"""CycleGAN translation networks (ResNet generator, PatchGAN discriminator), at LR resolution.
+
+Activations after a norm are not in place (`layers.norm_layer` says why); the others are.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ class ResnetBlock(nn.Module):
                 return [nn.Conv2d(channels, channels, 3, padding=1, bias=use_bias)]
             return [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=use_bias)]
 
-        self.block = nn.Sequential(*conv(), make_norm(channels), nn.ReLU(True), *conv(), make_norm(channels))
+        self.block = nn.Sequential(*conv(), make_norm(channels), nn.ReLU(), *conv(), make_norm(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.block(x)
@@ -98,15 +101,15 @@ class ResnetGenerator(nn.Module):
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels + input_noise, ngf, 7, bias=use_bias),
             make_norm(ngf),
-            nn.ReLU(True),
+            nn.ReLU(),
         ]
         for i in range(n_downsampling):
             ch = ngf * 2**i
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=use_bias), make_norm(ch * 2), nn.ReLU(True)]
+            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=use_bias), make_norm(ch * 2), nn.ReLU()]
         layers += [ResnetBlock(ngf * 2**n_downsampling, norm, block_padding) for _ in range(n_blocks)]
         for i in range(n_downsampling, 0, -1):
             ch = ngf * 2**i
-            layers += [*upsample_x2(ch, ch // 2, up_mode, use_bias), make_norm(ch // 2), nn.ReLU(True)]
+            layers += [*upsample_x2(ch, ch // 2, up_mode, use_bias), make_norm(ch // 2), nn.ReLU()]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf + tail_noise, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.multiple, self.residual = 2**n_downsampling, residual
@@ -185,7 +188,7 @@ class PatchDiscriminator(nn.Module):
             layers += [
                 nn.Conv2d(ch, out, 4, stride=stride, padding=1, bias=use_bias),
                 make_norm(out),
-                nn.LeakyReLU(0.2, True),
+                nn.LeakyReLU(0.2),
             ]
             ch = out
         if head_channels < 1:

@@ -54,7 +54,7 @@ class LRSpaceVDSR(nn.Module):
         make_norm = norm_layer(norm)
         body: list[nn.Module] = []
         for _ in range(nb):
-            body += [_conv3(nf, nf), make_norm(nf), nn.ReLU(True)]
+            body += [_conv3(nf, nf), make_norm(nf), nn.ReLU()]  # not in place after a norm: norm_layer
         body += [_conv3(nf, nf), make_norm(nf)]
         self.head = _conv3(in_channels, nf)
         self.body = nn.Sequential(*body)

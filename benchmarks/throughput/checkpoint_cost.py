@@ -13,7 +13,6 @@ when given (a step measured on the target GPU), else the `trainer` (or `ours`) j
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -29,8 +28,8 @@ from cyclesr_dist.cyclesr import Stage
 from cyclesr_dist.engine.checkpoint import CheckpointManager, RNGState
 from cyclesr_dist.testing import random_batch
 
-from .setups import Setup, fresh_networks, sync
-from .trainer_step import STEPS_PER_EPOCH, StepOnlyTrainer
+from .setups import Setup, sync
+from .trainer_step import StepOnlyTrainer, step_only_trainer
 
 
 def _host_copy(value: Any) -> Any:
@@ -40,16 +39,8 @@ def _host_copy(value: Any) -> Any:
 
 def _trainer_after_one_step(setup: Setup) -> StepOnlyTrainer:
     c = setup.config
-    config = dataclasses.replace(
-        c,
-        data=dataclasses.replace(c.data, steps_per_epoch=STEPS_PER_EPOCH),
-        wandb=dataclasses.replace(c.wandb, mode="disabled"),
-    )
-    trainer = StepOnlyTrainer(config, fresh_networks(setup, channels_last=False), 0)
-    trainer.step = (config.stages.joint_epoch - 1) * STEPS_PER_EPOCH
+    trainer = step_only_trainer(setup, Stage.JOINT, setup.base_bf16)  # every optimizer steps in the joint stage
     trainer.logger = None  # no tracker: the checkpoint's meta records no run id
-    if trainer.model.stage(trainer.step) is not Stage.JOINT:
-        raise RuntimeError("the checkpoint benchmark expects the joint stage (every optimizer stepped)")
     # One step at the config's own LR crop (the pools must hold one size): Adam's moments exist from then on.
     lr = c.data.hr_patch // c.data.scale
     trainer.train_step([trainer._to_device(random_batch(setup.batch_size, lr, c.data.scale))])
@@ -65,7 +56,7 @@ def checkpoint_cost(setup: Setup, saves: int, root: Path | None) -> dict[str, An
     per_rank = {"trainer": trainer, "model": trainer.model, "rng": RNGState()}
     work = Path(tempfile.mkdtemp(prefix="ckpt-cost-", dir=root))
     manager = CheckpointManager(work, keep=2, every_steps=setup.config.checkpoint.every_steps)
-    total, snapshot, size = [], [], 0
+    total, snapshot = [], []
     try:
         for i in range(saves):
             sync(setup.device)
@@ -76,7 +67,7 @@ def checkpoint_cost(setup: Setup, saves: int, root: Path | None) -> dict[str, An
             tic = time.perf_counter()
             saved = manager.save(trainer.step + i, trainer._meta(), trainer.backend, per_rank)
             total.append(time.perf_counter() - tic)
-            size = sum(entry["size"] for entry in read_checkpoint(saved).meta["files"].values())
+        size = sum(entry["size"] for entry in read_checkpoint(saved).meta["files"].values())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {

@@ -40,7 +40,8 @@ class StepOnlyTrainer(Trainer):
         self.step = step
 
 
-def build_trainer_step(setup: Setup, stage: Stage, bf16: bool) -> Built:
+def step_only_trainer(setup: Setup, stage: Stage, bf16: bool) -> StepOnlyTrainer:
+    """The trainer at the first step of `stage`, with the setup's initial weights, tracking off."""
     c = setup.config
     config = dataclasses.replace(
         c,
@@ -53,6 +54,11 @@ def build_trainer_step(setup: Setup, stage: Stage, bf16: bool) -> Built:
     trainer = StepOnlyTrainer(config, fresh_networks(setup, channels_last=False), (epoch - 1) * STEPS_PER_EPOCH)
     if trainer.model.stage(trainer.step) is not stage:
         raise RuntimeError(f"trainer would run the {trainer.model.stage(trainer.step).value} stage, not {stage.value}")
+    return trainer
+
+
+def build_trainer_step(setup: Setup, stage: Stage, bf16: bool) -> Built:
+    trainer = step_only_trainer(setup, stage, bf16)
     batch = setup.batch()
     preemption = PreemptionFlag()
 

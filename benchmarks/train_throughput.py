@@ -131,6 +131,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hbm-tbps", type=float, default=3.35, help="memory bandwidth for --roofline (H100 SXM)")
     p.add_argument("--roofline-bytes", type=int, default=2, help="bytes per element for --roofline (bf16)")
     p.add_argument(
+        "--roofline-calls",
+        choices=("config", "separate", "batched"),
+        default="config",
+        help="G/F/D calls the roofline counts (default: as the trainer runs the config: train.batched_calls)",
+    )
+    p.add_argument(
         "--checkpoint", action="store_true", help="also time the trainer's checkpoint save and its share of a run"
     )
     p.add_argument("--checkpoint-saves", type=int, default=3, help="saves timed per config for --checkpoint")
@@ -144,6 +150,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write all results here")
     p.add_argument("--child-memory", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.checkpoint_dir is not None and not args.checkpoint_dir.is_dir():
+        # one line, not argparse's usage block
+        sys.exit(f"--checkpoint-dir {args.checkpoint_dir} is not a directory: create it, or leave the flag out")
     if args.precision is None:
         args.precision = "bf16" if args.device.startswith("cuda") else "fp32"
     args.default_variants = args.variants is None  # recorded in the JSON's "args"

@@ -1,6 +1,8 @@
 """A roofline of one training step: per op type, FLOPs and bytes moved, and the least time a GPU could take.
 
-One optimised step runs on the meta device (no memory, no compute) under a dispatch mode that sees every aten op:
+The step counted is the one the trainer runs with the config as given (`train.batched_calls` resolved as the
+trainer resolves it: `auto` is batched unless G/F/D hold BatchNorm); `--roofline-calls` counts the other. One
+optimised step runs on the meta device (no memory, no compute) under a dispatch mode that sees every aten op:
 FLOPs come from torch's own flop registry (convolutions and matmuls, forward and backward), bytes are the elements
 each op reads and writes (views move nothing; a tensor read twice by one op counts once) × the element size
 assumed (2: bf16 activations under autocast, a lower bound). Each op's least time is max(FLOPs ÷ peak, bytes ÷
@@ -87,7 +89,7 @@ def roofline(
     """Bytes, FLOPs and least times per op kind of one optimised step; times in seconds."""
     nets, opts, batch = meta_step_inputs(config, lr_size, batch_size)
     groups = network_groups(config.optim)
-    model = CycleSR(nets, config.loss, pool_seed=0)
+    model = CycleSR(nets, config.loss, pool_seed=0, batched_calls=config.train.batched_calls)
     mode = OpTraffic(bytes_el)
     with mode:
         model.optimize_parameters(batch, stage, OptimizerOps(opts, 0.0))
@@ -109,6 +111,7 @@ def roofline(
         "peak_tflops": peak_tflops,
         "hbm_tbps": hbm_tbps,
         "bytes_per_element": bytes_el,
+        "calls": "batched" if model.batched_calls else "separate",
         "rows": rows,
         "eager_bound_s": eager,
         "fused_bound_s": fused,
@@ -122,7 +125,7 @@ def print_roofline(name: str, stage: str, r: dict[str, Any], measured_s: float |
     """One table per (config, stage); with a measured step time, the step as a fraction of each bound."""
     print(
         f"\n#### roofline: {name} {stage}, LR {r['lr']}², batch {r['batch']}, {r['peak_tflops']:g} TFLOP/s, "
-        f"{r['hbm_tbps']:g} TB/s, {r['bytes_per_element']} B/element",
+        f"{r['hbm_tbps']:g} TB/s, {r['bytes_per_element']} B/element, {r['calls']} G/F/D calls",
         flush=True,
     )
     print("| op kind | ops | GFLOP | GB moved | FLOP/byte | least ms | share |\n|---|---:|---:|---:|---:|---:|---:|")

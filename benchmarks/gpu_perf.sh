@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_perf.sh eager     # roofline + eager variants + checkpoint save, reference config (~3 min)
 #   bash benchmarks/gpu_perf.sh compile   # torch.compile default / channels_last / batched          (~6 min)
 #   bash benchmarks/gpu_perf.sh autotune  # max-autotune-no-cudagraphs and reduce-overhead (CUDA graphs)
-#   bash benchmarks/gpu_perf.sh loader    # data-loader samples/s per worker count
+#   bash benchmarks/gpu_perf.sh loader    # data-loader samples/s per worker count at 480² × 64, batch copy to the GPU
 #
 # Results go to $OUT (or runs/gpu-perf): one JSON and one log per part. PEAK_TFLOPS and HBM_TBPS describe the GPU
 # (defaults: an H200's dense bf16 peak and HBM bandwidth); the roofline printed with the step times says how far
@@ -30,7 +30,8 @@ case $part in
     autotune)
         variants=(ours compile_max compile_graphs) ;;
     loader)
-        python benchmarks/data_throughput.py --workers 1 2 4 8 --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
+        python benchmarks/data_throughput.py --workers 1 2 4 8 --loader-patch 480 --loader-batch 64 --device cuda \
+            --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
         exit 0 ;;
     *)
         echo "unknown part '$part': eager, compile, autotune or loader" >&2

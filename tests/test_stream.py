@@ -18,7 +18,7 @@ import webdataset as wds
 from PIL import Image
 
 from cyclesr_dist.data.folder import FolderUnpairedLoader
-from cyclesr_dist.data.images import bicubic_resize, encode_png
+from cyclesr_dist.data.images import batch_to_model, bicubic_resize, encode_png, uint8_to_model
 from cyclesr_dist.data.manifest import check_shards, split_urls
 from cyclesr_dist.data.shards import write_shards
 from cyclesr_dist.data.stream import StreamingUnpairedLoader, shard_assignment, training_shards
@@ -87,9 +87,14 @@ def test_batches(shards: Path) -> None:
     assert set(batch) == {"hr", "clean_lr", "real_lr"}
     assert batch["hr"].shape == (3, 3, PATCH, PATCH)
     assert batch["clean_lr"].shape == batch["real_lr"].shape == (3, 3, PATCH // SCALE, PATCH // SCALE)
-    for t in batch.values():
+    # decoded pixels stay uint8 to the device (a quarter of float32's bytes); the clean LR is computed, in range
+    assert batch["hr"].dtype == batch["real_lr"].dtype == torch.uint8
+    assert batch["clean_lr"].dtype == torch.float32 and batch["clean_lr"].abs().max() <= 1
+    model = batch_to_model(batch)
+    for t in model.values():
         assert t.dtype == torch.float32 and t.min() >= -1 and t.max() <= 1
-    torch.testing.assert_close(batch["clean_lr"], bicubic_resize(batch["hr"], 1 / SCALE).clamp(-1, 1))
+    assert torch.equal(model["hr"], torch.stack([uint8_to_model(img.permute(1, 2, 0).numpy()) for img in batch["hr"]]))
+    torch.testing.assert_close(model["clean_lr"], bicubic_resize(model["hr"], 1 / SCALE).clamp(-1, 1))
     assert not torch.equal(batch["hr"][0], batch["hr"][1])
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
-from .images import CLEAN_LR, clean_downscale, uint8_to_model
+from .images import CLEAN_LR, clean_downscale, to_model_range, uint8_to_pixels
 
 TRANSFORMS = ("dihedral", "flips", "none")
 
@@ -50,7 +50,9 @@ def random_patch(img: np.ndarray, size: int, rng: np.random.Generator, transform
 
 
 class HrToLr:
-    """`data.hr_to_lr`: `self(hr_patch_uint8, rng) -> {"hr", "clean_lr"}` (model-range tensors). An unknown name
+    """`data.hr_to_lr`: `self(hr_patch_uint8, rng) -> {"hr", "clean_lr"}`: pixels stay uint8 tensors (the HR, and an
+    LR a degradation made) and a clean LR computed in torch is model-range float; the consumer maps both with
+    `images.to_model_range` (the trainer does it on the device, after the smaller copy). An unknown name
     raises ValueError at construction, so a config error stops the job before any loader worker starts. A class
     rather than a closure so that spawned DataLoader workers can pickle it."""
 
@@ -66,7 +68,7 @@ class HrToLr:
 
     def __call__(self, hr_img: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         if self.name in CLEAN_LR:
-            hr = uint8_to_model(hr_img)
-            return {"hr": hr, "clean_lr": clean_downscale(hr, self.scale, self.name)}
+            hr = uint8_to_pixels(hr_img)
+            return {"hr": hr, "clean_lr": clean_downscale(to_model_range(hr), self.scale, self.name)}
         lr = self.degradation.degrade(hr_img, rng, self.scale)
-        return {"hr": uint8_to_model(self.degradation.target(hr_img)), "clean_lr": uint8_to_model(lr)}
+        return {"hr": uint8_to_pixels(self.degradation.target(hr_img)), "clean_lr": uint8_to_pixels(lr)}

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import BadInput
 from .augment import HrToLr, random_patch
-from .images import list_images, load_rgb, uint8_to_model
+from .images import list_images, load_rgb, uint8_to_pixels
 
 
 def load_folder(root: Path, min_side: int) -> list[np.ndarray]:
@@ -57,7 +57,7 @@ class UnpairedFolderDataset(Dataset):
         hr_img = self.hr_images[int(rng.integers(len(self.hr_images)))]
         lr_img = self.lr_images[int(rng.integers(len(self.lr_images)))]
         item = self.make_lr(random_patch(hr_img, self.hr_patch, rng, self.hr_augment), rng)
-        item["real_lr"] = uint8_to_model(random_patch(lr_img, self.lr_patch, rng, self.lr_augment))
+        item["real_lr"] = uint8_to_pixels(random_patch(lr_img, self.lr_patch, rng, self.lr_augment))
         return item
 
 

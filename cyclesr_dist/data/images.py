@@ -88,10 +88,31 @@ def save_rgb(arr: np.ndarray, path: str | Path) -> None:
     atomic_write(path, lambda f: Image.fromarray(arr).save(f, format=fmt))
 
 
+def uint8_to_pixels(arr: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW uint8 tensor (a view; batching makes it contiguous): the decoded pixels as training
+    batches carry them, a quarter of float32's bytes through the loader's workers and onto the device. A read-only
+    array (a decoded image, a whole-image crop of it) is copied: torch would share memory it may not write."""
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)
+
+
+def to_model_range(t: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any shape, any device) -> float32 in [-1, 1]; a floating tensor is already in model range and
+    is returned as is. The one rule from pixels to model values."""
+    if t.is_floating_point():
+        return t
+    return t.float().div_(127.5).sub_(1.0)
+
+
+def batch_to_model(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A training batch (uint8 pixels and model-range floats) on `device` in model range: the pixels cross as
+    uint8, a quarter of float32's bytes on the way to an accelerator, and are mapped there."""
+    return {k: to_model_range(v.to(device, non_blocking=True)) for k, v in batch.items()}
+
+
 def uint8_to_model(arr: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float32 in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
-    return t.div_(127.5).sub_(1.0)
+    return to_model_range(uint8_to_pixels(arr))
 
 
 def model_to_uint8(t: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,7 @@ import torch
 from accelerate.utils import set_seed
 
 from ..config import Config, config_to_dict, dump_config
-from ..data.images import save_rgb
+from ..data.images import batch_to_model, save_rgb
 from ..data.loaders import build_train_loader, load_val_pairs
 from ..errors import OK, PREEMPTED, UserError
 from ..torch_utils import unwrap
@@ -118,7 +118,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _to_device(self, batch: Batch) -> Batch:
         fmt = torch.channels_last if self.config.train.channels_last else torch.contiguous_format
-        return {k: v.to(self.device, non_blocking=True).contiguous(memory_format=fmt) for k, v in batch.items()}
+        return {k: v.contiguous(memory_format=fmt) for k, v in batch_to_model(batch, self.device).items()}
 
     def train_step(self, micro_batches: list[Batch]) -> dict[str, Any]:
         """One optimizer step of every group; returns what to log (losses, learning rates, gradient norms)."""

@@ -33,7 +33,7 @@ Pair = tuple[str, np.ndarray, np.ndarray]
 
 def bicubic_upscale(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic baseline: ×scale bicubic upsampling of an HxWx3 uint8 image, rounded back to uint8."""
-    return model_to_uint8(bicubic_resize(_tensor(lr_uint8), float(scale)))
+    return model_to_uint8(bicubic_resize(uint8_to_model(lr_uint8), float(scale)))
 
 
 def match_hr(
@@ -53,10 +53,6 @@ def match_hr(
     if not crop_hr and (h - th >= scale or w - tw >= scale):
         raise BadInput(f"{name}: {sizes}: not a x{scale} pair (pass --crop-hr to score the top-left part anyway)")
     return hr_uint8[:th, :tw]
-
-
-def _tensor(arr: np.ndarray) -> torch.Tensor:
-    return uint8_to_model(arr if arr.flags.writeable else arr.copy())  # from_numpy warns on read-only arrays
 
 
 def _mean(values: list[float]) -> float:
@@ -91,7 +87,7 @@ def evaluate_pairs(
     for name, lr, hr in pairs:
         hr = match_hr(lr, hr, scale, name, crop_hr)
         sr = upscale_image(sr_net, lr, tile=tile, overlap=overlap, device=device)
-        hr_t = _tensor(hr).to(metric_device)
+        hr_t = uint8_to_model(hr).to(metric_device)
         entry: dict[str, Any] = {"name": str(name), "hr_size": [int(hr.shape[0]), int(hr.shape[1])]}
         sr_t = uint8_to_model(sr).to(metric_device)
         entry.update(image_metrics(sr_t, hr_t, shave=scale, max_shift=max_shift, subpixel=subpixel))

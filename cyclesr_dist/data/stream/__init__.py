@@ -9,8 +9,9 @@ domain, built explicitly (WebDataset's defaults seed from time and process ids, 
                      wds.tarfile_to_samples(handler=<counting>), wds.shuffle(shuffle_buffer, seed=s1))
     -> decode + `augment.random_patch` + (HR) `augment.HrToLr` (per-sample RNG) -> batch
 
-and zips them into unpaired batches `{"hr", "clean_lr", "real_lr"}` (float32 in [-1, 1], Bx3xHxW). No `accelerate`
-here: the trainer moves batches to its device and must not pass this loader through `accelerator.prepare`, which
+and zips them into unpaired batches `{"hr", "clean_lr", "real_lr"}` (Bx3xHxW; decoded pixels as uint8, a clean LR
+computed in torch as float32 in [-1, 1]: `images.batch_to_model`). No `accelerate` here: the trainer moves batches
+to its device and must not pass this loader through `accelerator.prepare`, which
 would split or broadcast again a stream that is already split by rank.
 
 Splitting. The shard list is split explicitly by rank, then by worker (`shard_assignment`; ranks and workers come

@@ -13,7 +13,7 @@ import webdataset as wds
 from PIL import Image
 
 from ..augment import HrToLr, random_patch
-from ..images import pil_to_rgb, uint8_to_model
+from ..images import pil_to_rgb, uint8_to_pixels
 from .config import DOMAINS, StreamConfig
 from .shardlists import training_shards
 
@@ -98,7 +98,7 @@ def item_maker(config: StreamConfig, domain: str) -> Callable[[np.ndarray, np.ra
     if domain == "hr":
         make_lr = HrToLr(config.hr_to_lr, config.scale)
         return lambda img, rng: make_lr(random_patch(img, patch, rng, config.hr_augment), rng)
-    return lambda img, rng: {"real_lr": uint8_to_model(random_patch(img, patch, rng, config.lr_augment))}
+    return lambda img, rng: {"real_lr": uint8_to_pixels(random_patch(img, patch, rng, config.lr_augment))}
 
 
 class DomainStream:

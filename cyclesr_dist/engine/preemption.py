@@ -21,10 +21,12 @@ class PreemptionFlag:
         self.received = signum
 
     def should_stop(self, device: torch.device) -> bool:
-        """True on every rank if any rank got a signal (one tiny all-reduce per call)."""
+        """True on every rank if any rank got a signal (one tiny all-reduce per call). One process asks no tensor:
+        reading one back would make the host wait for the device every step."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return self.received is not None
         flag = torch.tensor([1 if self.received is not None else 0], device=device)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
     def restore(self) -> None:

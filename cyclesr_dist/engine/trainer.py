@@ -121,7 +121,9 @@ class Trainer:
         return {k: v.contiguous(memory_format=fmt) for k, v in batch_to_model(batch, self.device).items()}
 
     def train_step(self, micro_batches: list[Batch]) -> dict[str, Any]:
-        """One optimizer step of every group; returns what to log (losses, learning rates, gradient norms)."""
+        """One optimizer step of every group; returns what to log (losses, learning rates, gradient norms). Losses
+        and norms stay tensors: reading one into Python makes the host wait for the device, so the loop reads
+        them only on the steps it logs, and the host queues the next step while the device runs this one."""
         lrs = self.spec.learning_rates(self.step)
         self.backend.set_learning_rates(lrs)
         self.backend.ops.grad_norms.clear()
@@ -129,9 +131,9 @@ class Trainer:
             losses = self.model.train_step(micro_batches, self.step, self.backend.ops)
         values: dict[str, Any] = self.model.progress(self.step)
         self.step += 1
-        values |= {k: float(v) for k, v in losses.items()}
+        values |= losses
         values |= {f"lr/{k}": v for k, v in lrs.items()}
-        values |= {f"grad_norm/{k}": float(v) for k, v in self.backend.ops.grad_norms.items()}
+        values |= {f"grad_norm/{k}": v for k, v in self.backend.ops.grad_norms.items()}
         return values
 
     # ------------------------------------------------------------------ the loop
@@ -177,7 +179,8 @@ class Trainer:
                 logger.advance(str(values.get("stage", "")))
                 row: dict[str, Any] = {}  # one log row per step at most
                 if step % config.train.log_every == 0 or step == total:
-                    row |= values | {"samples_per_s": samples / (time.perf_counter() - tic)}
+                    row |= {k: float(v) if torch.is_tensor(v) else v for k, v in values.items()}
+                    row["samples_per_s"] = samples / (time.perf_counter() - tic)
                     row |= {f"data/skipped_{k}": v for k, v in self.loader.skipped().items()}
                     tic, samples = time.perf_counter(), 0
                 end_of_epoch = step % spe == 0 and (step // spe) % config.train.val_every_epochs == 0

@@ -5,7 +5,7 @@
 1. Shards: `--shards DIR` (written by `cyclesr data shard`), or the demo photos (`build_demo_data`) sharded here
    at the production crop sizes (HR 480², LR 120², `--hr-crop/--lr-crop`), so every sample costs what it costs on
    a cluster: one 480² PNG decode for HR and one 120² decode for real LR, then random crop + flip/rot90 + the
-   on-the-fly bicubic clean LR.
+   on-the-fly clean LR, all as the config's `data` section says (`hr_to_lr`, `hr_augment`, `lr_augment`).
 2. Data rate: `StreamingUnpairedLoader` with 1 and 2 DataLoader workers (--workers), the config's per-process batch
    size and training patch; samples/s after a warm-up (a sample = one {hr, clean_lr, real_lr} triple = 2 decodes).
    `--loader-patch/--loader-batch` time the loader at another patch and batch (the reference's 480², 64).
@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cyclesr_dist.config import load_config  # noqa: E402
+from cyclesr_dist.config import DataConfig, load_config  # noqa: E402
 from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers  # noqa: E402
 from cyclesr_dist.cyclesr.measured import with_measured_recipe  # noqa: E402
 from cyclesr_dist.data.demo import build_demo_data  # noqa: E402
@@ -47,18 +47,29 @@ from cyclesr_dist.data.stream import StreamingUnpairedLoader  # noqa: E402
 from cyclesr_dist.engine.backends.base import OptimizerOps  # noqa: E402
 
 
-def loader_rate(shards: Path, workers: int, hr_patch: int, scale: int, batch: int, seconds: float) -> float:
-    """Samples/s delivered to the caller by the loader with `workers` DataLoader workers (after warm-up)."""
-    loader = StreamingUnpairedLoader(
+def make_loader(
+    shards: Path, data: DataConfig, workers: int, seed: int, shuffle_buffer: int
+) -> StreamingUnpairedLoader:
+    """The streaming loader over `shards` as a run with `data` builds it: patch, batch and the per-sample work
+    (`hr_to_lr`, augmentations) of the config."""
+    return StreamingUnpairedLoader(
         str(shards),
         str(shards),
-        hr_patch=hr_patch,
-        scale=scale,
-        batch_size=batch,
+        hr_patch=data.hr_patch,
+        scale=data.scale,
+        batch_size=data.batch_size,
         num_workers=workers,
-        seed=0,
-        shuffle_buffer=64,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        hr_to_lr=data.hr_to_lr,
+        hr_augment=data.hr_augment,
+        lr_augment=data.lr_augment,
     )
+
+
+def loader_rate(shards: Path, workers: int, data: DataConfig, seconds: float) -> float:
+    """Samples/s delivered to the caller by the loader with `workers` DataLoader workers (after warm-up)."""
+    loader = make_loader(shards, data, workers, seed=0, shuffle_buffer=64)
     it = iter(loader)
     for _ in range(3 * max(1, workers)):  # warm-up: worker start, shuffle buffers filled
         next(it)
@@ -68,16 +79,13 @@ def loader_rate(shards: Path, workers: int, hr_patch: int, scale: int, batch: in
         n += 1
     elapsed = time.perf_counter() - start
     del it
-    return n * batch / elapsed
+    return n * data.batch_size / elapsed
 
 
-def transfer_ms(shards: Path, hr_patch: int, scale: int, batch: int, device: torch.device, reps: int = 20) -> dict:
+def transfer_ms(shards: Path, data: DataConfig, device: torch.device, reps: int = 20) -> dict:
     """MB per batch and ms per host-to-device copy (into model range) of the loader's batch as it comes (uint8
     pixels) and as float32 (how batches crossed before), from pageable and from pinned memory; times on CUDA only."""
-    loader = StreamingUnpairedLoader(
-        str(shards), str(shards), hr_patch=hr_patch, scale=scale, batch_size=batch, num_workers=0, seed=2
-    )
-    as_loaded = next(iter(loader))
+    as_loaded = next(iter(make_loader(shards, data, workers=0, seed=2, shuffle_buffer=8)))
     forms = {"uint8 pixels (now)": as_loaded, "float32 (before)": batch_to_model(as_loaded)}
     out = {}
     for name, b in forms.items():
@@ -107,17 +115,7 @@ def step_rates(config_path: Path, shards: Path, seconds: float) -> tuple[dict[St
     model = CycleSR(nets, cfg.loss, pool_seed=0)
     ops = OptimizerOps(build_optimizers(nets, cfg.optim), cfg.optim.grad_clip)
     batch_size = cfg.data.batch_size
-    loader = StreamingUnpairedLoader(
-        str(shards),
-        str(shards),
-        hr_patch=cfg.data.hr_patch,
-        scale=cfg.data.scale,
-        batch_size=batch_size,
-        num_workers=0,
-        seed=1,
-        shuffle_buffer=8,
-    )
-    it = iter(loader)
+    it = iter(make_loader(shards, cfg.data, workers=0, seed=1, shuffle_buffer=8))
     batches = [batch_to_model(next(it)) for _ in range(4)]
     rates = {}
     for stage in (Stage.TRANSLATION, Stage.SR_PRETRAIN, Stage.JOINT):
@@ -147,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config)
     patch, loader_batch = args.loader_patch or cfg.data.hr_patch, args.loader_batch or cfg.data.batch_size
+    loader_data = dataclasses.replace(cfg.data, hr_patch=patch, batch_size=loader_batch)
     with tempfile.TemporaryDirectory() as tmp:
         shards = args.shards
         if shards is None:
@@ -166,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         per = {d: sum(sizes[d]) / max(1, manifest["counts"][d]) for d in sizes}
 
         load_before = os.getloadavg()[0]
-        rates = {w: loader_rate(shards, w, patch, cfg.data.scale, loader_batch, args.seconds) for w in args.workers}
-        transfer = transfer_ms(shards, patch, cfg.data.scale, loader_batch, torch.device(args.device))
+        rates = {w: loader_rate(shards, w, loader_data, args.seconds) for w in args.workers}
+        transfer = transfer_ms(shards, loader_data, torch.device(args.device))
         steps, batch = step_rates(args.config, shards, args.seconds)
         load_after = os.getloadavg()[0]
 
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# shards: HR {manifest['hr_crop']}² ({per['hr'] / 1024:.0f} KiB/sample), LR {manifest['lr_crop']}² "
         f"({per['lr'] / 1024:.0f} KiB/sample); loader patch {patch}, batch {loader_batch}; training patch "
         f"{cfg.data.hr_patch}, batch {batch}, config {args.config.name}; a sample = 1 HR + 1 real-LR crop decoded "
-        "and augmented"
+        f"and augmented, its LR made by hr_to_lr={cfg.data.hr_to_lr}"
     )
     print()
     print("| | samples/s | samples/s per worker | ratio to the hungriest step |")

@@ -34,15 +34,19 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
         net.train(was_training)
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """Normalised 2-D Gaussian, support ±⌈3σ⌉ (at least ±1)."""
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian, support ±⌈3σ⌉ (at least ±1)."""
     if sigma <= 0:
         raise ValueError(f"a Gaussian blur σ is in pixels and > 0, got {sigma}")
     radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel_1d = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel_1d /= kernel_1d.sum()
-    return torch.outer(kernel_1d, kernel_1d)
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 2-D Gaussian, support ±⌈3σ⌉ (at least ±1)."""
+    taps = gaussian_taps(sigma)
+    return torch.outer(taps, taps)
 
 
 def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -10,13 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage import data
 
 from cyclesr_dist.config import ConfigError
 from cyclesr_dist.cyclesr.blur_estimate import clean_lr
 from cyclesr_dist.cyclesr.validation import validate_translation
 from cyclesr_dist.data.augment import HrToLr
-from cyclesr_dist.data.images import CLEAN_LR, clean_downscale, clean_lr_kind, save_rgb, uint8_to_model
+from cyclesr_dist.data.images import (
+    CLEAN_LR,
+    SAMPLED_SIGMA,
+    clean_downscale,
+    clean_lr_kind,
+    save_rgb,
+    uint8_to_model,
+)
+from cyclesr_dist.torch_utils import filter2d, gaussian_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +54,18 @@ def test_sampled_keeps_the_aliasing_bicubic_removes() -> None:
     contrast = {kind: float(clean_downscale(_columns(stripes), 4, kind)[0, 0, 8, 4:-4].std()) for kind in CLEAN_LR}
     assert contrast["sampled"] > 0.1  # a Gaussian of σ 1 HR px and the 2-tap centre keep ~0.37 of it
     assert contrast["bicubic"] < contrast["sampled"] / 5
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("size", [(96, 96), (97, 130), (9, 8)])
+def test_sampled_is_the_blur_then_the_cell_centres(scale: int, size: tuple[int, int]) -> None:
+    """`sampled` is computed only where it is sampled; it must equal its definition, computed the long way: the
+    Gaussian over every HR pixel (reflect-padded), then bilinear without antialiasing. Odd sizes included."""
+    hr = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(scale)) * 2 - 1
+    blurred = filter2d(hr, gaussian_kernel(SAMPLED_SIGMA))
+    long_way = F.interpolate(blurred, scale_factor=1 / scale, mode="bilinear", antialias=False, align_corners=False)
+    torch.testing.assert_close(clean_downscale(hr, scale, "sampled"), long_way.clamp(-1, 1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(clean_downscale(hr[0], scale, "sampled"), long_way[0].clamp(-1, 1), rtol=0, atol=1e-6)
 
 
 def test_training_crops_use_the_kind_and_an_unknown_name_lists_them() -> None:

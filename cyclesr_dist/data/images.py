@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from ..atomic import atomic_write
 from ..errors import BadInput, InputNotFound
-from ..torch_utils import filter2d, gaussian_kernel
+from ..torch_utils import gaussian_taps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -171,10 +171,24 @@ def clean_downscale(t: torch.Tensor, scale: int, kind: str = "bicubic") -> torch
         return bicubic_resize(t, 1.0 / scale).clamp_(-1.0, 1.0)
     if kind != "sampled":
         raise ValueError(f"unknown clean LR {kind!r}; valid: {', '.join(CLEAN_LR)}")
-    batch = t.unsqueeze(0) if t.dim() == 3 else t
-    blurred = filter2d(batch, gaussian_kernel(SAMPLED_SIGMA))
-    out = F.interpolate(blurred, scale_factor=1.0 / scale, mode="bilinear", antialias=False, align_corners=False)
+    out = _blur_then_cell_centres(t.unsqueeze(0) if t.dim() == 3 else t, scale)
     return (out.squeeze(0) if t.dim() == 3 else out).clamp_(-1.0, 1.0)
+
+
+def _blur_then_cell_centres(batch: torch.Tensor, scale: int) -> torch.Tensor:
+    """`sampled`'s maths: the Gaussian (reflect-padded), then bilinear (no antialiasing, align_corners=False) at
+    each cell's centre, HR coordinate s·i + (s−1)/2. Both are linear, so they fold into one separable kernel
+    evaluated only where it is sampled, as strided slices: blurring every HR pixel first made this the loader's
+    costliest step at 480² crops (26 ms a crop, three PNG decodes; now under 2). Equal to blurring then
+    resampling up to float rounding (tested)."""
+    taps = gaussian_taps(SAMPLED_SIGMA)
+    radius, (h, w) = taps.numel() // 2, batch.shape[-2:]
+    first = (scale - 1) // 2  # the upper of the two HR pixels bilinear mixes (equal weights when s is even)
+    kernel = ((F.pad(taps, (0, 1)) + F.pad(taps, (1, 0))) / 2 if scale % 2 == 0 else taps).tolist()
+    padded = F.pad(batch, (radius, radius, radius, radius), mode="reflect")
+    rows_end, cols_end = first + scale * (h // scale - 1) + 1, first + scale * (w // scale - 1) + 1
+    rows = sum(k * padded[..., first + u : rows_end + u : scale, :] for u, k in enumerate(kernel))
+    return sum(k * rows[..., first + u : cols_end + u : scale] for u, k in enumerate(kernel))
 
 
 def list_images(root: str | Path) -> list[Path]:

@@ -10,7 +10,8 @@
    size and training patch; samples/s after a warm-up (a sample = one {hr, clean_lr, real_lr} triple = 2 decodes).
    `--loader-patch/--loader-batch` time the loader at another patch and batch (the reference's 480², 64).
    Then the bytes of one loader batch (uint8 pixels; and as float32, how batches crossed before) and, with
-   `--device cuda`, the time of its copy to the GPU into model range, from pageable and from pinned memory.
+   `--device cuda`, the time of its copy to the GPU into model range, from pageable and from pinned memory; and
+   the single-thread cost of each part of one HR sample's work in a worker.
 3. Consumption: the demo training step (`cyclesr.CycleSR.optimize_parameters` with the config's networks from the
    registry, bare-loop `OptimizerOps`) on batches from the loader, for each stage (translation, SR pre-training,
    joint); the fastest stage is the hungriest consumer. samples/s = steps/s × batch size.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -31,7 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+import webdataset as wds
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +44,21 @@ sys.path.insert(0, str(ROOT))
 from cyclesr_dist.config import DataConfig, load_config  # noqa: E402
 from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers  # noqa: E402
 from cyclesr_dist.cyclesr.measured import with_measured_recipe  # noqa: E402
+from cyclesr_dist.data.augment import random_patch  # noqa: E402
 from cyclesr_dist.data.demo import build_demo_data  # noqa: E402
-from cyclesr_dist.data.images import batch_to_model  # noqa: E402
+from cyclesr_dist.data.images import (  # noqa: E402
+    SAMPLED_SIGMA,
+    batch_to_model,
+    clean_downscale,
+    to_model_range,
+    uint8_to_pixels,
+)
 from cyclesr_dist.data.manifest import read_manifest  # noqa: E402
 from cyclesr_dist.data.shards import write_shards  # noqa: E402
 from cyclesr_dist.data.stream import StreamingUnpairedLoader  # noqa: E402
+from cyclesr_dist.data.stream.domain import decode_member  # noqa: E402
 from cyclesr_dist.engine.backends.base import OptimizerOps  # noqa: E402
+from cyclesr_dist.torch_utils import filter2d, gaussian_kernel  # noqa: E402
 
 
 def make_loader(
@@ -102,6 +116,47 @@ def transfer_ms(shards: Path, data: DataConfig, device: torch.device, reps: int 
             row[f"{memory}_ms"] = 1e3 * sorted(times)[len(times) // 2]
         out[name] = row
     return out
+
+
+def crop_costs(shards: Path, data: DataConfig, reps: int = 20) -> dict[str, float]:
+    """Single-thread ms (median) of each part of one HR sample's work in a worker, on the shards' first HR member
+    at the loader's patch: its PNG decode, crop + transform, and each clean LR on the crop as the worker holds it
+    (HWC memory), `sampled` also the long way (the Gaussian over every HR pixel, then bilinear: the code before)."""
+    url = sorted(shards.glob("hr-*.tar"))[0]
+    sample = next(iter(wds.DataPipeline(wds.SimpleShardList([str(url)]), wds.tarfile_to_samples())))
+    img, rng = decode_member(sample, min_side=1), np.random.default_rng(0)
+    hr = to_model_range(uint8_to_pixels(random_patch(img, data.hr_patch, rng, data.hr_augment)))
+    parts = {
+        "decode the crop's PNG": lambda: decode_member(sample, min_side=1),
+        "crop + transform": lambda: random_patch(img, data.hr_patch, rng, data.hr_augment),
+        "clean LR `bicubic`": lambda: clean_downscale(hr, data.scale, "bicubic"),
+        "clean LR `sampled`": lambda: clean_downscale(hr, data.scale, "sampled"),
+        "clean LR `sampled` the long way (before)": lambda: F.interpolate(
+            filter2d(hr[None], gaussian_kernel(SAMPLED_SIGMA)),
+            scale_factor=1 / data.scale,
+            mode="bilinear",
+            antialias=False,
+            align_corners=False,
+        ),
+    }
+    out = {}
+    for name, part in parts.items():
+        part()
+        times = []
+        for _ in range(reps):
+            tic = time.perf_counter()
+            part()
+            times.append(time.perf_counter() - tic)
+        out[name] = 1e3 * sorted(times)[reps // 2]
+    return out
+
+
+def crop_costs_as_a_worker(shards: Path, data: DataConfig) -> dict[str, float]:
+    """`crop_costs` in a fresh process at one thread from the start, as a DataLoader worker computes (torch sets
+    one thread there before any work): a process that computed at two threads first timed the long-way blur at
+    9 ms instead of 26-33."""
+    with multiprocessing.get_context("spawn").Pool(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return pool.apply(crop_costs, (shards, data))
 
 
 def step_rates(config_path: Path, shards: Path, seconds: float) -> tuple[dict[Stage, float], int]:
@@ -167,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         rates = {w: loader_rate(shards, w, loader_data, args.seconds) for w in args.workers}
         transfer = transfer_ms(shards, loader_data, torch.device(args.device))
+        costs = crop_costs_as_a_worker(shards, loader_data)
         steps, batch = step_rates(args.config, shards, args.seconds)
         load_after = os.getloadavg()[0]
 
@@ -193,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         mark = " (hungriest)" if stage is hungriest else ""
         print(f"| demo training step, {stage.value} stage: consumes{mark} | {r:.1f} | | |")
     print()
+    print(f"| one HR sample's work in a worker (HR {patch}², single thread) | ms |\n|---|---:|")
+    for name, ms in costs.items():
+        print(f"| {name} | {ms:.2f} |")
+    print()
     print(f"| a loader batch ({loader_batch} × HR {patch}²) to {args.device} | MB | ms pageable | ms pinned |")
     print("|---|---:|---:|---:|")
     for name, row in transfer.items():
@@ -218,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "loader_patch": patch,
             "loader_batch": loader_batch,
             "transfer": transfer,
+            "sample_ms": costs,
             "workers_for_ratio": most,
             "ratio": ratio,
             "load_average": [load_before, load_after],

@@ -92,6 +92,8 @@ def uint8_to_pixels(arr: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW uint8 tensor (a view; batching makes it contiguous): the decoded pixels as training
     batches carry them, a quarter of float32's bytes through the loader's workers and onto the device. A read-only
     array (a decoded image, a whole-image crop of it) is copied: torch would share memory it may not write."""
+    if arr.dtype != np.uint8:  # `to_model_range` reads any integer tensor as 8-bit pixels
+        raise TypeError(f"pixels must be uint8, got {arr.dtype}")
     arr = np.ascontiguousarray(arr)
     return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)
 

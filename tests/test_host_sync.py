@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import cyclesr_dist
 from cyclesr_dist.cyclesr import CycleSRSpec, Stage
 from cyclesr_dist.engine.preemption import PreemptionFlag
 from cyclesr_dist.engine.trainer import Trainer
 from cyclesr_dist.testing import tiny_config
 
-PACKAGE = Path(__file__).resolve().parents[1] / "cyclesr_dist"
+PACKAGE = Path(cyclesr_dist.__file__).parent
 OPTIM = Path(torch.optim.__file__).parent
 
 

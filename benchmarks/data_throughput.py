@@ -58,6 +58,7 @@ from cyclesr_dist.data.shards import write_shards  # noqa: E402
 from cyclesr_dist.data.stream import StreamingUnpairedLoader  # noqa: E402
 from cyclesr_dist.data.stream.domain import decode_member  # noqa: E402
 from cyclesr_dist.engine.backends.base import OptimizerOps  # noqa: E402
+from cyclesr_dist.errors import UserError  # noqa: E402
 from cyclesr_dist.torch_utils import filter2d, gaussian_kernel  # noqa: E402
 
 
@@ -288,4 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except UserError as err:  # a flag or a shard folder that cannot be used: its message, not a traceback
+        sys.exit(f"data_throughput.py: error: {err}")

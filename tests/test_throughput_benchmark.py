@@ -1,5 +1,6 @@
-"""The training-step benchmark's roofline (benchmarks/throughput/roofline.py) counts the step the trainer runs, and
-its bad arguments are one line. The roofline runs on the meta device: counts only, no compute, no timing."""
+"""The training-step benchmark's roofline (benchmarks/throughput/roofline.py) counts the step the trainer runs;
+both throughput benchmarks answer bad arguments with one line. The roofline runs on the meta device: counts only,
+no compute, no timing."""
 
 from __future__ import annotations
 
@@ -43,3 +44,10 @@ def test_missing_checkpoint_dir_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([*cmd, str(missing)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == f"--checkpoint-dir {missing} is not a directory: create it, or leave the flag out"
+
+
+def test_data_benchmark_on_missing_shards_is_one_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "data_throughput.py"), "--shards", str(tmp_path / "none")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().startswith(f"data_throughput.py: error: no manifest.json at {tmp_path / 'none'}")

@@ -2,8 +2,8 @@
 checkpoint I/O.
 
 Per step, as in `Trainer.train`: the batch to the device (`_to_device`), `train_step` (learning rates from the
-spec, gradient-norm bookkeeping, the backend's autocast, the recipe's step through the backend's `StepOps`, losses
-and norms to floats) and the preemption check.
+spec, gradient-norm bookkeeping, the backend's autocast, the recipe's step through the backend's `StepOps`; losses
+and norms stay tensors, as on a step that logs nothing) and the preemption check.
 """
 
 from __future__ import annotations

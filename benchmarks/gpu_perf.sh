@@ -23,6 +23,8 @@ common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLO
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 case $part in
     eager)
+        # the ranks' preemption agreement leaves the next step's queued work running (the GPU test is skipped on CPU)
+        python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"
         variants=(bare ours reference trainer fused_adam batched batched_fused channels_last inplace_act)
         extra=(--checkpoint) ;;
     compile)

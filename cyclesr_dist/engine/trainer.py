@@ -199,6 +199,8 @@ class Trainer:
                     logger.info(f"preempted at step {step}: checkpoint saved, exiting with {PREEMPTED}")
                     status = PREEMPTED
                     break
+            if status == OK:
+                preemption.drain()  # the agreement still in flight: every rank started it
             if self.is_main and status == OK and micro_batches:
                 self._write_final_samples(micro_batches[0])
         finally:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import Config, DataConfig
 from ..errors import BadInput, InputNotFound
@@ -65,7 +66,7 @@ def build_train_loader(data: DataConfig, *, seed: int, rank: int, world_size: in
         num_workers=data.num_workers,
         seed=seed,
         rank=rank,
-        pin_memory=data.pin_memory,
+        pin_memory=data.pin_memory and torch.cuda.is_available(),
         hr_augment=data.hr_augment,
         lr_augment=data.lr_augment,
         hr_to_lr=data.hr_to_lr,

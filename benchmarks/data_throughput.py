@@ -1,11 +1,12 @@
 """Streaming-loader throughput against what one training process eats, on this machine, in one run.
 
-    python benchmarks/data_throughput.py [--shards DIR] [--config configs/demo.yaml] [--seconds 8]
+    python benchmarks/data_throughput.py [--shards DIR | --encodings png npy] [--config configs/demo.yaml]
 
 1. Shards: `--shards DIR` (written by `cyclesr data shard`), or the demo photos (`build_demo_data`) sharded here
    at the production crop sizes (HR 480², LR 120², `--hr-crop/--lr-crop`), so every sample costs what it costs on
    a cluster: one 480² PNG decode for HR and one 120² decode for real LR, then random crop + flip/rot90 + the
    on-the-fly clean LR, all as the config's `data` section says (`hr_to_lr`, `hr_augment`, `lr_augment`).
+   `--encodings png npy` shards them both ways (`cyclesr data shard --encoding`) and times the loader on each.
 2. Data rate: `StreamingUnpairedLoader` with 1 and 2 DataLoader workers (--workers), the config's per-process batch
    size and training patch; samples/s after a warm-up (a sample = one {hr, clean_lr, real_lr} triple = 2 decodes).
    `--loader-patch/--loader-batch` time the loader at another patch and batch (the reference's 480², 64).
@@ -119,16 +120,24 @@ def transfer_ms(shards: Path, data: DataConfig, device: torch.device, reps: int 
     return out
 
 
-def crop_costs(shards: Path, data: DataConfig, reps: int = 20) -> dict[str, float]:
-    """Single-thread ms (median) of each part of one HR sample's work in a worker, on the shards' first HR member
-    at the loader's patch: its PNG decode, crop + transform, and each clean LR on the crop as the worker holds it
-    (HWC memory), `sampled` also the long way (the Gaussian over every HR pixel, then bilinear: the code before)."""
+def first_hr_member(shards: Path) -> dict:
     url = sorted(shards.glob("hr-*.tar"))[0]
-    sample = next(iter(wds.DataPipeline(wds.SimpleShardList([str(url)]), wds.tarfile_to_samples())))
-    img, rng = decode_member(sample, min_side=1), np.random.default_rng(0)
+    return next(iter(wds.DataPipeline(wds.SimpleShardList([str(url)]), wds.tarfile_to_samples())))
+
+
+def crop_costs(shard_dirs: dict[str, Path], data: DataConfig, reps: int = 20) -> dict[str, float]:
+    """Single-thread ms (median) of each part of one HR sample's work in a worker, on the shards' first HR member
+    at the loader's patch: its decode (per encoding), crop + transform, and each clean LR on the crop as the worker
+    holds it (HWC memory), `sampled` also the long way (the Gaussian over every HR pixel, then bilinear: the code
+    before)."""
+    samples = {encoding: first_hr_member(shards) for encoding, shards in shard_dirs.items()}
+    img, rng = decode_member(next(iter(samples.values())), min_side=1), np.random.default_rng(0)
     hr = to_model_range(uint8_to_pixels(random_patch(img, data.hr_patch, rng, data.hr_augment)))
+    decodes = {
+        f"read the crop ({e})": lambda sample=sample: decode_member(sample, min_side=1) for e, sample in samples.items()
+    }
     parts = {
-        "decode the crop's PNG": lambda: decode_member(sample, min_side=1),
+        **decodes,
         "crop + transform": lambda: random_patch(img, data.hr_patch, rng, data.hr_augment),
         "clean LR `bicubic`": lambda: clean_downscale(hr, data.scale, "bicubic"),
         "clean LR `sampled`": lambda: clean_downscale(hr, data.scale, "sampled"),
@@ -152,7 +161,7 @@ def crop_costs(shards: Path, data: DataConfig, reps: int = 20) -> dict[str, floa
     return out
 
 
-def crop_costs_as_a_worker(shards: Path, data: DataConfig) -> dict[str, float]:
+def crop_costs_as_a_worker(shards: dict[str, Path], data: DataConfig) -> dict[str, float]:
     """`crop_costs` in a fresh process at one thread from the start, as a DataLoader worker computes (torch sets
     one thread there before any work): a process that computed at two threads first timed the long-way blur at
     9 ms instead of 26-33."""
@@ -197,33 +206,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader-batch", type=int, default=0, help="batch for the loader (default: config's)")
     parser.add_argument("--device", default="cpu", help="also time the batch's copy to this device (cuda)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--encodings", nargs="+", choices=["png", "npy"], default=None, help="crop encodings to shard and time (png)"
+    )
     args = parser.parse_args(argv)
+    if args.shards is not None and args.encodings is not None:
+        raise UserError("--encodings shards the demo photos here; --shards are written already (one encoding)")
 
     cfg = load_config(args.config)
     patch, loader_batch = args.loader_patch or cfg.data.hr_patch, args.loader_batch or cfg.data.batch_size
     loader_data = dataclasses.replace(cfg.data, hr_patch=patch, batch_size=loader_batch)
     with tempfile.TemporaryDirectory() as tmp:
-        shards = args.shards
-        if shards is None:
+        if args.shards is not None:
+            shard_dirs = {read_manifest(args.shards).get("encoding", "png"): args.shards}
+        else:
             build_demo_data(Path(tmp) / "demo", scale=cfg.data.scale)
-            shards = Path(tmp) / "shards"
-            write_shards(
-                Path(tmp) / "demo" / "hr",
-                Path(tmp) / "demo" / "real_lr",
-                shards,
-                hr_crop=args.hr_crop,
-                lr_crop=args.lr_crop,
-                shard_size=1,
-                workers=1,
-            )
+            shard_dirs = {e: Path(tmp) / f"shards-{e}" for e in args.encodings or ["png"]}
+            for encoding, out in shard_dirs.items():
+                demo = Path(tmp) / "demo"
+                sizes = dict(hr_crop=args.hr_crop, lr_crop=args.lr_crop, shard_size=1, workers=1)
+                write_shards(demo / "hr", demo / "real_lr", out, **sizes, encoding=encoding)
+        shards = next(iter(shard_dirs.values()))
         manifest = read_manifest(shards)
-        sizes = {d: [p.stat().st_size for p in shards.glob(f"{d}-*.tar")] for d in ("hr", "lr")}
-        per = {d: sum(sizes[d]) / max(1, manifest["counts"][d]) for d in sizes}
+        per = {  # KiB per sample of each split, per encoding
+            e: {
+                d: sum(p.stat().st_size for p in where.glob(f"{d}-*.tar")) / 1024 / max(1, manifest["counts"][d])
+                for d in ("hr", "lr")
+            }
+            for e, where in shard_dirs.items()
+        }
 
         load_before = os.getloadavg()[0]
-        rates = {w: loader_rate(shards, w, loader_data, args.seconds) for w in args.workers}
+        rates = {
+            (e, w): loader_rate(where, w, loader_data, args.seconds)
+            for e, where in shard_dirs.items()
+            for w in args.workers
+        }
         transfer = transfer_ms(shards, loader_data, torch.device(args.device))
-        costs = crop_costs_as_a_worker(shards, loader_data)
+        costs = crop_costs_as_a_worker(shard_dirs, loader_data)
         steps, batch = step_rates(args.config, shards, args.seconds)
         load_after = os.getloadavg()[0]
 
@@ -233,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.__version__}, {torch.get_num_threads()} threads in the trainer; 1-min load average before/after: "
         f"{load_before:.1f}/{load_after:.1f})"
     )
+    kib = ", ".join(f"{e} HR {sizes['hr']:.0f} / LR {sizes['lr']:.0f} KiB" for e, sizes in per.items())
     print(
-        f"# shards: HR {manifest['hr_crop']}² ({per['hr'] / 1024:.0f} KiB/sample), LR {manifest['lr_crop']}² "
-        f"({per['lr'] / 1024:.0f} KiB/sample); loader patch {patch}, batch {loader_batch}; training patch "
+        f"# shards: HR {manifest['hr_crop']}², LR {manifest['lr_crop']}² ({kib} per sample); "
+        f"loader patch {patch}, batch {loader_batch}; training patch "
         f"{cfg.data.hr_patch}, batch {batch}, config {args.config.name}; a sample = 1 HR + 1 real-LR crop decoded "
         f"and augmented, its LR made by hr_to_lr={cfg.data.hr_to_lr}"
     )
@@ -243,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| | samples/s | samples/s per worker | ratio to the hungriest step |")
     print("|---|---:|---:|---:|")
     comparable = patch == cfg.data.hr_patch  # the loader at the step's own patch; else no ratio
-    for w, r in rates.items():
-        name = f"loader, {w} worker{'s' if w > 1 else ''}"
+    for (e, w), r in rates.items():
+        name = f"loader, {e} crops, {w} worker{'s' if w > 1 else ''}"
         print(f"| {name} | {r:.1f} | {r / w:.1f} | {f'{r / steps[hungriest]:.1f}×' if comparable else '—'} |")
     for stage, r in steps.items():
         mark = " (hungriest)" if stage is hungriest else ""
@@ -260,19 +281,21 @@ def main(argv: list[str] | None = None) -> int:
         times = [f"{row[k]:.2f}" if k in row else "—" for k in ("pageable_ms", "pinned_ms")]
         print(f"| {name} | {row['mb']:.1f} | {' | '.join(times)} |")
     print()
-    most = max(rates)
-    ratio = rates[most] / steps[hungriest] if comparable else None
-    if ratio is None:
-        print(f"the loader was timed at patch {patch}, the step at {cfg.data.hr_patch}: no ratio to the 5x target")
-    else:
+    most = max(args.workers)
+    ratios = {e: rates[e, most] / steps[hungriest] if comparable else None for e in shard_dirs}
+    for e, ratio in ratios.items():
+        if ratio is None:
+            print(f"the loader was timed at patch {patch}, the step at {cfg.data.hr_patch}: no ratio to the 5x target")
+            break
         verdict = "meets" if ratio >= 5 else "MISSES"
         print(
-            f"{most} workers feed {ratio:.1f}x what one training process eats ({hungriest.value} stage): {verdict} "
-            "the 5x target"
+            f"{most} workers on {e} crops feed {ratio:.1f}x what one training process eats ({hungriest.value} "
+            f"stage): {verdict} the 5x target"
         )
     if args.json:
         result = {
-            "loader_samples_per_s": rates,
+            "loader_samples_per_s": {f"{e}/{w}": r for (e, w), r in rates.items()},
+            "kib_per_sample": per,
             "step_samples_per_s": {stage.value: r for stage, r in steps.items()},
             "batch": batch,
             "hr_patch": cfg.data.hr_patch,
@@ -281,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             "transfer": transfer,
             "sample_ms": costs,
             "workers_for_ratio": most,
-            "ratio": ratio,
+            "ratio": ratios,
             "load_average": [load_before, load_after],
         }
         args.json.write_text(json.dumps(result, indent=2))

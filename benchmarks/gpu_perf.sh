@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_perf.sh eager     # roofline + eager variants + checkpoint save, reference config (~3 min)
 #   bash benchmarks/gpu_perf.sh compile   # torch.compile default / channels_last / batched          (~6 min)
 #   bash benchmarks/gpu_perf.sh autotune  # max-autotune-no-cudagraphs and reduce-overhead (CUDA graphs)
-#   bash benchmarks/gpu_perf.sh loader    # data-loader samples/s per worker count at 480² × 64, batch copy to the GPU
+#   bash benchmarks/gpu_perf.sh loader    # loader samples/s per worker count at 480² × 64 (png and npy crops), batch copy
 #
 # Results go to $OUT (or runs/gpu-perf): one JSON and one log per part. PEAK_TFLOPS and HBM_TBPS describe the GPU
 # (defaults: an H200's dense bf16 peak and HBM bandwidth); the roofline printed with the step times says how far
@@ -33,6 +33,7 @@ case $part in
         variants=(ours compile_max compile_graphs) ;;
     loader)
         python benchmarks/data_throughput.py --workers 1 2 4 8 --loader-patch 480 --loader-batch 64 --device cuda \
+            --encodings png npy \
             --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
         exit 0 ;;
     *)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from cyclesr_dist.cli import main
 from cyclesr_dist.config import load_config
-from cyclesr_dist.data.images import decode_rgb, list_images, load_rgb
+from cyclesr_dist.data.images import decode_npy, decode_rgb, list_images, load_rgb
 from cyclesr_dist.data.loaders import with_epoch_from_data
 from cyclesr_dist.data.shards import crop_positions, sample_key, write_shards
 from cyclesr_dist.data.val_shards import iter_val_pairs
@@ -90,14 +90,16 @@ def test_keys_are_webdataset_safe() -> None:
     assert sample_key("x.png") != sample_key("x.jpg")  # same stem, different files: no collision
 
 
-def test_round_trip(folders: dict[str, Path], tmp_path: Path) -> None:
-    manifest = write(folders, tmp_path / "out", workers=1)
+@pytest.mark.parametrize("encoding", ["png", "npy"])
+def test_round_trip(folders: dict[str, Path], tmp_path: Path, encoding: str) -> None:
+    manifest = write(folders, tmp_path / "out", workers=1, encoding=encoding)
     out = tmp_path / "out"
     assert json.loads((out / "manifest.json").read_text()) == manifest
     # astronaut 80x64 -> 3x2 crops, coffee 64x64 -> 2x2, chelsea 96x40 -> 3x1; rocket 40x24 -> 5x3, chelsea 24x24 -> 3x3
     assert manifest["counts"] == {"hr": 6 + 4 + 3, "lr": 15 + 9, "val": 2}
     assert manifest["splits"]["hr"]["files"] == 3 and manifest["splits"]["lr"]["files"] == 2
     assert manifest["hr_crop"] == HR and manifest["lr_crop"] == LR and manifest["scale"] == 4
+    assert manifest["encoding"] == encoding
     for split, crop in (("hr", HR), ("lr", LR)):
         entry = manifest["splits"][split]
         assert entry["shards"] == [f"{split}-{i:06d}.tar" for i in range(len(entry["shards"]))]
@@ -109,11 +111,11 @@ def test_round_trip(folders: dict[str, Path], tmp_path: Path) -> None:
             keys = sorted({name.split(".", 1)[0] for name in files})
             for key in keys:
                 meta = json.loads(files[f"{key}.json"])
-                crop_arr = decode_rgb(files[f"{key}.png"])
+                crop_arr = {"png": decode_rgb, "npy": decode_npy}[encoding](files[f"{key}.{encoding}"])
                 assert crop_arr.shape == (crop, crop, 3) and crop_arr.dtype == np.uint8
                 y, x = meta["y"], meta["x"]
                 assert key.endswith(f"-y{y:05d}-x{x:05d}")
-                # lossless PNG of exactly that region of the (RGB-converted) source
+                # lossless: exactly that region of the (RGB-converted) source
                 np.testing.assert_array_equal(crop_arr, load_rgb(root / meta["src"])[y : y + crop, x : x + crop])
                 seen += 1
         assert seen == entry["samples"]
@@ -121,6 +123,12 @@ def test_round_trip(folders: dict[str, Path], tmp_path: Path) -> None:
     with tarfile.open(out / "hr-000000.tar") as tar:
         for m in tar.getmembers():
             assert (m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "cyclesr", "cyclesr")
+
+
+def test_unknown_crop_encoding_is_one_line(folders: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="unknown crop encoding 'bmp': use one of png, npy"):
+        write(folders, tmp_path / "out", encoding="bmp")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_skipped_files_are_listed(folders: dict[str, Path], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import json
 import logging
 import shutil
 import threading
@@ -18,10 +19,11 @@ import webdataset as wds
 from PIL import Image
 
 from cyclesr_dist.data.folder import FolderUnpairedLoader
-from cyclesr_dist.data.images import batch_to_model, bicubic_resize, encode_png, uint8_to_model
+from cyclesr_dist.data.images import batch_to_model, bicubic_resize, encode_npy, encode_png, uint8_to_model
 from cyclesr_dist.data.manifest import check_shards, split_urls
 from cyclesr_dist.data.shards import write_shards
 from cyclesr_dist.data.stream import StreamingUnpairedLoader, shard_assignment, training_shards
+from cyclesr_dist.data.stream.domain import decode_member
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 PATCH, SCALE = 32, 4  # HR training patch 32, LR patch 8 (stored crops: 48 and 12)
@@ -98,6 +100,14 @@ def test_batches(shards: Path) -> None:
     assert not torch.equal(batch["hr"][0], batch["hr"][1])
 
 
+def test_raw_pixel_shards_give_the_same_batches(shards: Path) -> None:
+    """`--encoding npy` stores the crops' pixels as they are: the loader yields the same batches as from PNG."""
+    src = shards.parent
+    raw = write_shards(src / "hr", src / "lr", src / "raw", hr_crop=48, lr_crop=12, shard_size=2, encoding="npy")
+    assert raw["encoding"] == "npy" and raw["counts"] == json.loads((shards / "manifest.json").read_text())["counts"]
+    assert same(take(make(src / "raw", src / "raw", num_workers=2), 4), take(make(shards, shards, num_workers=2), 4))
+
+
 def test_same_seed_same_data(shards: Path) -> None:
     hr, lr = shard_urls_from_dir(shards)
     a = take(make(shards, shards, num_workers=2), 4)
@@ -152,6 +162,19 @@ def test_bad_members_and_truncated_shard_are_skipped(bad_shards: dict[str, list[
     assert skipped["hr_corrupt"] > 0 and skipped["hr_too_small"] > 0 and skipped["hr_no_image"] > 0
     assert skipped["hr_shard_errors"] > 0  # the truncated tar
     assert skipped["lr_corrupt"] == skipped["lr_shard_errors"] == 0
+
+
+def test_raw_members_that_are_not_pixels_are_skipped() -> None:
+    def saved(arr: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr)  # allows pickled objects: a reader must not run them
+        return buf.getvalue()
+
+    good = np.full((48, 48, 3), 200, np.uint8)
+    assert np.array_equal(decode_member({"npy": encode_npy(good)}, 32), good)
+    assert decode_member({"npy": encode_npy(good[:20, :20])}, 32) == "too_small"
+    not_pixels = [b"\x93NUMPY garbage", saved(good.astype(np.float32)), saved(good[..., 0]), saved(np.array([{}]))]
+    assert [decode_member({"npy": data}, 32) for data in not_pixels] == ["corrupt"] * 4
 
 
 def test_unusable_stream_raises_instead_of_hanging(tmp_path: Path, shards: Path) -> None:

@@ -51,3 +51,13 @@ def test_data_benchmark_on_missing_shards_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().startswith(f"data_throughput.py: error: no manifest.json at {tmp_path / 'none'}")
+
+
+def test_data_benchmark_refuses_encodings_for_written_shards(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "data_throughput.py"), "--shards", str(tmp_path)]
+    proc = subprocess.run([*cmd, "--encodings", "npy"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (
+        "data_throughput.py: error: --encodings shards the demo photos here; --shards are written already "
+        "(one encoding)"
+    )

@@ -47,6 +47,12 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-stride", type=int, default=None, help="LR crop stride (default: stride scaled)")
     parser.add_argument("--shard-size", type=int, default=None, help="samples per shard (default 256)")
     parser.add_argument("--workers", type=int, default=None, help="decode/encode processes (default: all cores)")
+    parser.add_argument(
+        "--encoding",
+        choices=["png", "npy"],
+        default="png",
+        help="how training crops are stored: png (default) or npy, the raw pixels: more disk, no decode in the loader",
+    )
 
 
 def run_shard(args: argparse.Namespace) -> int:
@@ -65,6 +71,7 @@ def run_shard(args: argparse.Namespace) -> int:
         lr_stride=args.lr_stride,
         shard_size=args.shard_size,
         workers=args.workers,
+        encoding=args.encoding,
     )
     for name, split in manifest["splits"].items():
         files = f"{split['files']} files, " if "files" in split else ""

@@ -80,6 +80,26 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def encode_npy(arr: np.ndarray) -> bytes:
+    """HxWx3 uint8 as NumPy's `.npy` bytes: the pixels as they are, read back with a copy instead of a decode."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """`.npy` bytes -> HxWx3 uint8; ValueError for anything else (another shape or type, not an array)."""
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"not an HxWx3 uint8 image: {arr.dtype} {arr.shape}")
+    return arr
+
+
+# How shards store crops: `png` (lossless, compressed) or `npy` (raw pixels, ~1.6x the bytes of a photo's PNG; a
+# loader worker reads one in ~0.1 ms where a 480² PNG takes ~9 ms to decode). The member's extension says which.
+CROP_ENCODINGS = {"png": encode_png, "npy": encode_npy}
+
+
 def save_rgb(arr: np.ndarray, path: str | Path) -> None:
     """Write an HxWx3 uint8 image (format from the suffix), atomically: a reader never sees half a file."""
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())

@@ -2,7 +2,8 @@
 
 `cyclesr data shard --hr DIR --lr DIR --out DIR [--val-hr DIR --val-lr DIR]` writes into OUT:
 
-- `hr-%06d.tar`: HR crops (default 480×480), one sample per crop: `<key>.png` (+ `<key>.json`: source file, y, x);
+- `hr-%06d.tar`: HR crops (default 480×480), one sample per crop: `<key>.png` or, with `--encoding npy`, `<key>.npy`
+  (`images.CROP_ENCODINGS`) (+ `<key>.json`: source file, y, x);
 - `lr-%06d.tar`: real-LR crops (default 120×120), same layout;
 - `val-%06d.tar`: paired validation scenes as whole images, `<key>.hr.png` and `<key>.lr.png` per key
   (LR/HR paired by `data.pairing`);
@@ -12,8 +13,9 @@
 Determinism: the same inputs give byte-identical shards and manifest. Files are listed recursively and sorted,
 then put in a fixed pseudo-random order (seed 0) so every shard mixes folders; keys come from the relative path
 (sanitised, plus a short hash of the exact path so distinct files never collide) and the crop coordinates; tar
-headers have mtime 0, uid/gid 0 and fixed user/group names; PNGs are encoded by `encode_png`. Decoding, cropping
-and encoding run in a process pool (`workers`, default: all cores); results are written in input order.
+headers have mtime 0, uid/gid 0 and fixed user/group names; crops are encoded by `images.CROP_ENCODINGS`.
+Decoding, cropping and encoding run in a process pool (`workers`, default: all cores); results are written in input
+order.
 
 Crop grid: top-left corners at 0, S, 2S, ... (S = stride, default = the crop size, i.e. tiles), plus one crop flush
 with the far edge when the grid leaves at least half a crop uncovered. `stride` is in HR pixels; the LR stride is
@@ -37,7 +39,7 @@ import webdataset as wds
 
 from ..atomic import atomic_write_text
 from ..errors import BadInput, InputNotFound
-from .images import encode_png, list_images, load_rgb
+from .images import CROP_ENCODINGS, encode_png, list_images, load_rgb
 from .manifest import MANIFEST, MANIFEST_FORMAT
 from .pairing import pair_files
 
@@ -71,9 +73,10 @@ def crop_positions(size: int, crop: int, stride: int) -> list[int]:
     return positions
 
 
-def _cut(task: tuple[str, str, int, int]) -> tuple[str, list[tuple[str, bytes, bytes]] | None, str | None]:
+def _cut(task: tuple[str, str, int, int, str]) -> tuple[str, list[tuple[str, bytes, bytes]] | None, str | None]:
     """Pool worker: one file -> its encoded crops, or a skip reason. Pure, so the output is deterministic."""
-    path, rel, crop, stride = task
+    path, rel, crop, stride, encoding = task
+    encode = CROP_ENCODINGS[encoding]
     try:
         arr = load_rgb(path)
     except Exception as exn:  # noqa: BLE001 - any decoder error means "unreadable"
@@ -87,7 +90,7 @@ def _cut(task: tuple[str, str, int, int]) -> tuple[str, list[tuple[str, bytes, b
     for y in ys:
         for x in xs:
             meta = json.dumps({"src": rel, "y": y, "x": x}, sort_keys=True).encode()
-            out.append((f"{base}-y{y:05d}-x{x:05d}", encode_png(arr[y : y + crop, x : x + crop]), meta))
+            out.append((f"{base}-y{y:05d}-x{x:05d}", encode(arr[y : y + crop, x : x + crop]), meta))
     return rel, out, None
 
 
@@ -163,17 +166,18 @@ def _write_crops(
     shard_size: int,
     workers: int,
     skipped: list[dict[str, str]],
+    encoding: str,
 ) -> dict[str, Any]:
     files = _shuffled_files(root)
     shards = _Shards(out_dir, split, shard_size)
     used = 0
-    for rel, crops, reason in _pool_map(_cut, [(p, rel, crop, stride) for p, rel in files], workers):
+    for rel, crops, reason in _pool_map(_cut, [(p, rel, crop, stride, encoding) for p, rel in files], workers):
         if crops is None:
             skipped.append({"split": split, "path": rel, "reason": str(reason)})
             continue
         used += 1
-        for key, png, meta in crops:
-            shards.write({"__key__": key, "png": png, "json": meta})
+        for key, pixels, meta in crops:
+            shards.write({"__key__": key, encoding: pixels, "json": meta})
     return {**shards.close(), "files": used, "files_skipped": len(files) - used}
 
 
@@ -231,12 +235,16 @@ def write_shards(
     lr_stride: int | None = None,
     shard_size: int | None = None,
     workers: int | None = None,
+    encoding: str = "png",
 ) -> dict[str, Any]:
     """Write HR/LR crop shards (and the paired validation shards) into `out_dir`; return the manifest.
 
     Raises FileNotFoundError for a missing input folder and ValueError for bad sizes; individual bad files are
-    skipped and listed in `manifest["skipped"]`. `shard_size` None: DEFAULT_SHARD_SIZE.
+    skipped and listed in `manifest["skipped"]`. `shard_size` None: DEFAULT_SHARD_SIZE. `encoding`: how training
+    crops are stored (`images.CROP_ENCODINGS`); validation images stay PNG (read once per validation).
     """
+    if encoding not in CROP_ENCODINGS:
+        raise BadInput(f"unknown crop encoding {encoding!r}: use one of {', '.join(CROP_ENCODINGS)}")
     shard_size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
     if hr_crop <= 0 or lr_crop <= 0 or shard_size <= 0:
         raise BadInput(
@@ -260,8 +268,8 @@ def write_shards(
 
     skipped: list[dict[str, str]] = []
     splits = {
-        "hr": _write_crops(Path(hr_dir), out, "hr", hr_crop, hr_stride, shard_size, workers, skipped),
-        "lr": _write_crops(Path(lr_dir), out, "lr", lr_crop, lr_stride, shard_size, workers, skipped),
+        "hr": _write_crops(Path(hr_dir), out, "hr", hr_crop, hr_stride, shard_size, workers, skipped, encoding),
+        "lr": _write_crops(Path(lr_dir), out, "lr", lr_crop, lr_stride, shard_size, workers, skipped, encoding),
     }
     if val_hr_dir is not None and val_lr_dir is not None:
         scale = hr_crop // lr_crop if hr_crop % lr_crop == 0 else None
@@ -274,6 +282,7 @@ def write_shards(
         "hr_stride": hr_stride,
         "lr_stride": lr_stride,
         "shard_size": shard_size,
+        "encoding": encoding,
         "counts": {name: split["samples"] for name, split in splits.items()},
         "splits": splits,
         "skipped": skipped,

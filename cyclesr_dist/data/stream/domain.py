@@ -13,7 +13,7 @@ import webdataset as wds
 from PIL import Image
 
 from ..augment import HrToLr, random_patch
-from ..images import pil_to_rgb, uint8_to_pixels
+from ..images import decode_npy, pil_to_rgb, uint8_to_pixels
 from .config import DOMAINS, StreamConfig
 from .shardlists import training_shards
 
@@ -78,6 +78,12 @@ class _Guard:
 
 def decode_member(sample: dict[str, Any], min_side: int) -> np.ndarray | str:
     """The member's image as HxWx3 uint8, or a skip kind (str) for unusable members."""
+    if "npy" in sample:  # raw pixels (`cyclesr data shard --encoding npy`)
+        try:
+            img = decode_npy(sample["npy"])
+        except Exception:  # noqa: BLE001 - any reader error
+            return "corrupt"
+        return "too_small" if min(img.shape[:2]) < min_side else img
     data = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
     if data is None:
         return "no_image"

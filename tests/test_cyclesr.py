@@ -164,18 +164,56 @@ def test_image_pool_fills_then_swaps_and_checkpoints():
     pool = ImagePool(3, seed=0)
     first = torch.arange(3.0).view(3, 1, 1, 1)
     assert torch.equal(pool.query(first), first)  # filling: the images come straight back
-    assert len(pool.images) == 3
+    assert pool.filled == 3
     state = pool.state_dict()
     new = torch.arange(100.0, 150.0).view(50, 1, 1, 1)
     out = pool.query(new)
     swapped = (out != new).flatten()
     # With p=0.5 per image, roughly half come from history; the pool never exceeds its size.
-    assert 10 < int(swapped.sum()) < 40 and len(pool.images) == 3
+    assert 10 < int(swapped.sum()) < 40 and pool.filled == 3 and len(pool.state_dict()["images"]) == 3
     # Restoring the state reproduces the same choices.
     again = ImagePool(3, seed=123)
     again.load_state_dict(state)
     assert torch.equal(again.query(new), out)
     assert torch.equal(ImagePool(0, seed=0).query(new), new)
+
+
+class PerImagePool:
+    """The pool's rule image by image, as CycleGAN's history buffer states it: the definition the batched pool must
+    match (same generator, same draws in the same order)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.images, self.rng = size, [], torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for image in images.unsqueeze(1):
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand((), generator=self.rng).item() < 0.5:
+                idx = int(torch.randint(0, self.size, (), generator=self.rng))
+                out.append(self.images[idx].clone())
+                self.images[idx] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+
+@pytest.mark.parametrize("size", [1, 3, 50])
+def test_image_pool_applies_the_per_image_rule_to_whole_batches(size: int) -> None:
+    """Batches larger and smaller than the pool, so one batch fills it and draws, and draws one slot twice (the
+    second draw returns the image the first put there)."""
+    batched, per_image = ImagePool(size, seed=5), PerImagePool(size, seed=5)
+    values = torch.Generator().manual_seed(0)
+    for n in (2, 64, 1, 7, 64, 64, 3):
+        images = torch.rand(n, 3, 4, 4, generator=values)
+        assert torch.equal(batched.query(images), per_image.query(images))
+        assert torch.equal(batched.state_dict()["images"], torch.cat(per_image.images))
+    resumed = ImagePool(size, seed=0)
+    resumed.load_state_dict(batched.state_dict())
+    images = torch.rand(64, 3, 4, 4, generator=values)
+    assert torch.equal(resumed.query(images), per_image.query(images))
 
 
 def test_stage_boundaries_and_learning_rates():

@@ -1,6 +1,8 @@
 #!/bin/bash
 # The GPU measurements of the performance work, prepared to run in short device slots (≤ 10 min each):
 #
+#   bash benchmarks/gpu_perf.sh first     # one slot's worth (~7 min): the preemption check, the reference joint
+#                                         # step eager / batched / compiled + roofline, the loader at 4 workers
 #   bash benchmarks/gpu_perf.sh eager     # roofline + eager variants + checkpoint save, reference config (~3 min)
 #   bash benchmarks/gpu_perf.sh compile   # torch.compile default / channels_last / batched          (~6 min)
 #   bash benchmarks/gpu_perf.sh autotune  # max-autotune-no-cudagraphs and reduce-overhead (CUDA graphs)
@@ -11,7 +13,13 @@
 # the step is from the least time its ops need on that GPU. Written on a machine without a GPU: not run yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: gpu_perf.sh eager|compile|autotune|loader}
+part=${1:?usage: gpu_perf.sh first|eager|compile|autotune|loader}
+case $part in
+    first | eager | compile | autotune | loader) ;;
+    *)
+        echo "unknown part '$part': first, eager, compile, autotune or loader" >&2
+        exit 2 ;;
+esac
 out=${OUT:-runs/gpu-perf}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -22,6 +30,17 @@ common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLO
     --no-memory --no-scaling --roofline --reps 3)
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 case $part in
+    first)
+        # A session's device time is 15 minutes in all, machine start included: the measurements that decide the
+        # most, each under its own time limit so that what finished comes back.
+        timeout 90 python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log" || true
+        timeout 330 python benchmarks/train_throughput.py --configs reference --stages joint --peak-tflops \
+            "$PEAK_TFLOPS" --hbm-tbps "$HBM_TBPS" --no-memory --no-scaling --roofline --reps 2 \
+            --variants bare ours trainer batched compile_batched --json "$out/first.json" 2>&1 |
+            tee "$out/first.log" || true
+        timeout 120 python benchmarks/data_throughput.py --workers 4 --loader-patch 480 --loader-batch 64 \
+            --device cuda --encodings png npy --seconds 5 --json "$out/loader.json" 2>&1 | tee "$out/loader.log" || true
+        exit 0 ;;
     eager)
         # the ranks' preemption agreement leaves the next step's queued work running (the GPU test is skipped on CPU)
         python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"
@@ -36,9 +55,6 @@ case $part in
             --encodings png npy \
             --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
         exit 0 ;;
-    *)
-        echo "unknown part '$part': eager, compile, autotune or loader" >&2
-        exit 2 ;;
 esac
 python benchmarks/train_throughput.py "${common[@]}" --variants "${variants[@]}" "${extra[@]}" --json "$out/$part.json" 2>&1 |
     tee "$out/$part.log"

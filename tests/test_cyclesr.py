@@ -214,6 +214,9 @@ def test_image_pool_applies_the_per_image_rule_to_whole_batches(size: int) -> No
     resumed.load_state_dict(batched.state_dict())
     images = torch.rand(64, 3, 4, 4, generator=values)
     assert torch.equal(resumed.query(images), per_image.query(images))
+    # a run resumed at another precision: the stored images are converted, as a concatenation would promote them
+    resumed.load_state_dict(batched.state_dict())
+    assert resumed.query(images.double()).dtype == torch.float64
 
 
 def test_stage_boundaries_and_learning_rates():

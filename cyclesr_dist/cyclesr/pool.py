@@ -44,11 +44,12 @@ class ImagePool:
                 src.append(holder[slot] if slot in holder else slot)
                 holder[slot] = i
         out = images.clone()
-        for (dest, src), pool in ((from_bank, self.bank), (from_batch, images)):
+        for (dest, src), source in ((from_bank, self.bank), (from_batch, images)):
             if dest:
-                out[self._index(dest, out)] = pool[self._index(src, out)]
+                out[self._index(dest, out)] = source[self._index(src, out)].to(out.dtype)
         if holder:  # after reading: a slot's old image may have been returned above
-            self.bank[self._index(list(holder), out)] = images[self._index(list(holder.values()), out)]
+            stored = images[self._index(list(holder.values()), out)].to(self.bank.dtype)
+            self.bank[self._index(list(holder), out)] = stored
         return out
 
     @staticmethod

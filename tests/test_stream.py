@@ -18,8 +18,16 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from cyclesr_dist.data.augment import random_patch
 from cyclesr_dist.data.folder import FolderUnpairedLoader
-from cyclesr_dist.data.images import batch_to_model, bicubic_resize, encode_npy, encode_png, uint8_to_model
+from cyclesr_dist.data.images import (
+    batch_to_model,
+    bicubic_resize,
+    encode_npy,
+    encode_png,
+    uint8_to_model,
+    uint8_to_pixels,
+)
 from cyclesr_dist.data.manifest import check_shards, split_urls
 from cyclesr_dist.data.shards import write_shards
 from cyclesr_dist.data.stream import StreamingUnpairedLoader, shard_assignment, training_shards
@@ -98,6 +106,22 @@ def test_batches(shards: Path) -> None:
     assert torch.equal(model["hr"], torch.stack([uint8_to_model(img.permute(1, 2, 0).numpy()) for img in batch["hr"]]))
     torch.testing.assert_close(model["clean_lr"], bicubic_resize(model["hr"], 1 / SCALE).clamp(-1, 1))
     assert not torch.equal(batch["hr"][0], batch["hr"][1])
+
+
+def test_a_patch_becomes_one_contiguous_copy_in_channel_first_layout() -> None:
+    """The loader's per-sample tensors are laid out as their batch and the clean LR read them (the rotated
+    HxWx3 view as a 3xHxW view made the worker's clean LR twice as slow), in memory of their own."""
+    img = np.arange(6 * 5 * 3, dtype=np.uint8).reshape(6, 5, 3)
+    img.flags.writeable = False  # as decoded images are
+    for seed in range(16):  # all eight dihedral transforms
+        view = random_patch(img, 4, np.random.default_rng(seed), "dihedral")
+        pixels = uint8_to_pixels(view)
+        assert pixels.shape == (3, 4, 4) and pixels.is_contiguous()
+        assert torch.equal(pixels, torch.from_numpy(view.copy()).permute(2, 0, 1))
+        pixels.fill_(255)  # its own memory
+    assert img.max() < 255
+    with pytest.raises(TypeError, match="pixels must be uint8"):
+        uint8_to_pixels(img.astype(np.int16))
 
 
 def test_raw_pixel_shards_give_the_same_batches(shards: Path) -> None:

@@ -45,8 +45,10 @@ def random_transform(img: np.ndarray, rng: np.random.Generator, kind: str) -> np
 
 
 def random_patch(img: np.ndarray, size: int, rng: np.random.Generator, transform: str) -> np.ndarray:
-    """A random `size`² crop of an HxWx3 uint8 image, then a random transform; contiguous."""
-    return np.ascontiguousarray(random_transform(random_crop(img, size, rng), rng, transform))
+    """A random `size`² crop of an HxWx3 uint8 image, then a random transform: a view of `img`. The one copy is
+    `images.uint8_to_pixels`'s, straight to CxHxW: copying a rotated view to HxWx3 first took four times as long
+    (1.3 against 0.3 ms at 480² in a worker)."""
+    return random_transform(random_crop(img, size, rng), rng, transform)
 
 
 class HrToLr:
@@ -70,5 +72,6 @@ class HrToLr:
         if self.name in CLEAN_LR:
             hr = uint8_to_pixels(hr_img)
             return {"hr": hr, "clean_lr": clean_downscale(to_model_range(hr), self.scale, self.name)}
+        hr_img = np.ascontiguousarray(hr_img)  # the operators work on whole HxWx3 arrays
         lr = self.degradation.degrade(hr_img, rng, self.scale)
         return {"hr": uint8_to_pixels(self.degradation.target(hr_img)), "clean_lr": uint8_to_pixels(lr)}

@@ -109,13 +109,13 @@ def save_rgb(arr: np.ndarray, path: str | Path) -> None:
 
 
 def uint8_to_pixels(arr: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> 3xHxW uint8 tensor (a view; batching makes it contiguous): the decoded pixels as training
-    batches carry them, a quarter of float32's bytes through the loader's workers and onto the device. A read-only
-    array (a decoded image, a whole-image crop of it) is copied: torch would share memory it may not write."""
+    """HxWx3 uint8 (any strides: a flipped or rotated view) -> a contiguous 3xHxW uint8 tensor of its own: the
+    decoded pixels as training batches carry them, a quarter of float32's bytes through the loader's workers and
+    onto the device. Always one copy, made in the layout the tensor ops after it read fastest: the worker's clean LR
+    on a 3xHxW view of HxWx3 memory took twice as long (its reflect pad ten times), and batching copied it again."""
     if arr.dtype != np.uint8:  # `to_model_range` reads any integer tensor as 8-bit pixels
         raise TypeError(f"pixels must be uint8, got {arr.dtype}")
-    arr = np.ascontiguousarray(arr)
-    return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy(order="C"))
 
 
 def to_model_range(t: torch.Tensor) -> torch.Tensor:

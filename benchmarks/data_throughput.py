@@ -138,7 +138,9 @@ def crop_costs(shard_dirs: dict[str, Path], data: DataConfig, reps: int = 20) ->
     }
     parts = {
         **decodes,
-        "crop + transform": lambda: random_patch(img, data.hr_patch, rng, data.hr_augment),
+        "crop + transform + the copy to 3xHxW": lambda: uint8_to_pixels(
+            random_patch(img, data.hr_patch, rng, data.hr_augment)
+        ),
         "clean LR `bicubic`": lambda: clean_downscale(hr, data.scale, "bicubic"),
         "clean LR `sampled`": lambda: clean_downscale(hr, data.scale, "sampled"),
         "clean LR `sampled` the long way (before)": lambda: F.interpolate(

@@ -29,21 +29,23 @@ extra=()
 common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLOPS" --hbm-tbps "$HBM_TBPS"
     --no-memory --no-scaling --roofline --reps 3)
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+# the ranks' preemption agreement leaves the next step's queued work running (its GPU test is skipped on a CPU)
+preemption_check() { python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"; }
 case $part in
     first)
         # A session's device time is 15 minutes in all, machine start included: the measurements that decide the
         # most, each under its own time limit so that what finished comes back.
-        timeout 90 python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log" || true
-        timeout 330 python benchmarks/train_throughput.py --configs reference --stages joint --peak-tflops \
-            "$PEAK_TFLOPS" --hbm-tbps "$HBM_TBPS" --no-memory --no-scaling --roofline --reps 2 \
+        export -f preemption_check && export out
+        timeout 90 bash -c preemption_check || true
+        # the common flags, the joint stage only and two repetitions (argparse keeps a flag's last value)
+        timeout 330 python benchmarks/train_throughput.py "${common[@]}" --stages joint --reps 2 \
             --variants bare ours trainer batched compile_batched --json "$out/first.json" 2>&1 |
             tee "$out/first.log" || true
         timeout 120 python benchmarks/data_throughput.py --workers 4 --loader-patch 480 --loader-batch 64 \
             --device cuda --encodings png npy --seconds 5 --json "$out/loader.json" 2>&1 | tee "$out/loader.log" || true
         exit 0 ;;
     eager)
-        # the ranks' preemption agreement leaves the next step's queued work running (the GPU test is skipped on CPU)
-        python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"
+        preemption_check
         variants=(bare ours reference trainer fused_adam batched batched_fused channels_last inplace_act)
         extra=(--checkpoint) ;;
     compile)

@@ -13,6 +13,7 @@ identical results:
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,10 @@ def checkpoint_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
         for net, state in load_file(ckpt.path / f"group-{group}.pt")["nets"].items():
             weights |= {f"{net}.{k}": v for k, v in state.items()}
     return weights
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a test's rendezvous or daemon (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from cyclesr_dist.engine.backends.deepspeed.checkpoint import DS_SUBDIR, TAG
 from cyclesr_dist.engine.backends.deepspeed.settings import deepspeed_requested, resolve_settings
 from cyclesr_dist.engine.backends.deepspeed.universal import convert_to_universal
-from cyclesr_dist.testing import tiny_config
+from cyclesr_dist.testing import free_port, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "tests" / "ds_driver.py"
@@ -95,12 +94,6 @@ def test_refused_settings(clean_env, env, overrides, message):
 
 
 # ------------------------------------------------------------------------------------------ real runs (slow)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(zero_stage: int, num_processes: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ACCEL_ENV and not k.startswith(("RANK", "LOCAL_RANK"))}
     env.pop("WORLD_SIZE", None)
@@ -114,7 +107,7 @@ def _launch(zero_stage: int, num_processes: int, *args: str, timeout: int = 300)
         "--num_processes",
         str(num_processes),
         "--main_process_port",
-        str(_free_port()),
+        str(free_port()),
         str(DRIVER),
         *args,
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 import pytest
 import torch
@@ -13,14 +12,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cyclesr_dist.engine.preemption import PreemptionFlag
+from cyclesr_dist.testing import free_port
 
 BOUNDARIES = 6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank(rank: int, port: int, signal_before: int | None, answers: dict) -> None:
@@ -46,7 +40,7 @@ def _rank(rank: int, port: int, signal_before: int | None, answers: dict) -> Non
 
 def _run(signal_before: int | None) -> dict:
     answers = mp.Manager().dict()
-    mp.spawn(_rank, args=(_free_port(), signal_before, answers), nprocs=2)
+    mp.spawn(_rank, args=(free_port(), signal_before, answers), nprocs=2)
     return dict(answers)
 
 
@@ -69,7 +63,7 @@ def test_a_signal_at_the_last_boundary_is_the_drained_answer() -> None:
 def test_on_a_gpu_the_agreement_never_waits_for_queued_work() -> None:
     """NCCL needs one GPU per rank, so this runs one rank's reduction (a group of one) through the path the ranks
     take: starting it and reading it at the next boundary leave the work queued after it running."""
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     flag, device, stream = PreemptionFlag(), torch.device("cuda", 0), torch.cuda.current_stream()
     try:
         flag.received = signal.SIGUSR1

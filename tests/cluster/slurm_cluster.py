@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cyclesr_dist.testing import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
 
@@ -36,12 +38,6 @@ def missing_binaries() -> list[str]:
 
 def _binary(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_count() -> int:
@@ -204,8 +200,8 @@ class SlurmCluster:
                 [
                     f"ClusterName={self.cluster_name}",
                     f"SlurmctldHost={socket.gethostname().split('.')[0]}({self.ctld_addr})",
-                    f"SlurmctldPort={_free_port()}",
-                    f"SlurmdPort={_free_port()}",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
                     f"SlurmUser={user}",
                     f"SlurmdUser={user}",
                     "AuthType=auth/munge",

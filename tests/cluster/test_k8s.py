@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 from cluster_helpers import FAKE_TRAIN, REPO, fake_config, latest_checkpoint, logged_steps, python_env
+
+from cyclesr_dist.testing import free_port
 
 K8S = REPO / "k8s"
 K8S_VERSION = "1.31.0"  # podFailurePolicy is GA from 1.31
@@ -316,12 +317,6 @@ def test_overlays_set_node_and_gpu_counts():
     assert GPU not in cpu["resources"]["limits"] and env_of(cpu)["PET_NPROC_PER_NODE"]["value"] == "2"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(run_dir: Path, config: Path) -> subprocess.Popen[str]:
     env = python_env(
         {
@@ -329,7 +324,7 @@ def _torchrun(run_dir: Path, config: Path) -> subprocess.Popen[str]:
             "PET_NPROC_PER_NODE": "2",
             "PET_NODE_RANK": "0",
             "PET_MASTER_ADDR": "127.0.0.1",
-            "PET_MASTER_PORT": str(_free_port()),
+            "PET_MASTER_PORT": str(free_port()),
             "PET_SHUTDOWN_TIMEOUT": "30",
         }
     )

@@ -198,6 +198,8 @@ def scenario_train(args) -> dict:
 
     report = {"world_size": world, "zero_stage": stage_in_config, "gradient_clipping": clip_in_config, "steps": []}
     report["micro_batch"] = micro
+    report["group_params"] = {n: sum(p.numel() for p in e.module.parameters()) for n, e in engines.items()}
+    report["reduce_bucket_size"] = {n: int(e.optimizer.reduce_bucket_size) for n, e in engines.items()}
     names = list(nets.keys())
     max_ref_diff = 0.0
     saved_weights = None

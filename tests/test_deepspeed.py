@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cyclesr_dist.engine.backends.deepspeed.checkpoint import DS_SUBDIR, TAG
-from cyclesr_dist.engine.backends.deepspeed.settings import deepspeed_requested, resolve_settings
+from cyclesr_dist.engine.backends.deepspeed.settings import bucket_elements, deepspeed_requested, resolve_settings
 from cyclesr_dist.engine.backends.deepspeed.universal import convert_to_universal
 from cyclesr_dist.testing import free_port, tiny_config
 
@@ -52,7 +52,7 @@ def test_engine_config_is_explicit(clean_env):
     clean_env.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "1")
     clean_env.setenv("ACCELERATE_GRADIENT_CLIPPING", "50.0")
     clean_env.setenv("WORLD_SIZE", "4")
-    cfg = resolve_settings(tiny_config(**{"data.batch_size": "64"})).engine_config()
+    cfg = resolve_settings(tiny_config(**{"data.batch_size": "64"})).engine_config(group_params=1000)
     assert cfg["zero_optimization"]["stage"] == 1
     assert cfg["gradient_clipping"] == 50.0
     assert cfg["train_micro_batch_size_per_gpu"] == 16 and cfg["train_batch_size"] == 64
@@ -60,15 +60,28 @@ def test_engine_config_is_explicit(clean_env):
     assert cfg["torch_autocast"]["enabled"] is False and cfg["bf16"] == {"enabled": False}
 
 
+def test_buckets_fit_the_group_and_a_base_config_file_wins(clean_env, tmp_path):
+    cfg = resolve_settings(tiny_config()).engine_config(group_params=3 * 2**20 + 1)
+    assert cfg["zero_optimization"]["reduce_bucket_size"] == 4 * 2**20
+    assert cfg["zero_optimization"]["allgather_bucket_size"] == 4 * 2**20
+    assert bucket_elements(10) == 2**20 and bucket_elements(2**20) == 2**20
+    base = tmp_path / "ds.json"
+    base.write_text(json.dumps({"zero_optimization": {"reduce_bucket_size": 12345678}}))
+    clean_env.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(base))
+    cfg = resolve_settings(tiny_config()).engine_config(group_params=10)
+    assert cfg["zero_optimization"]["reduce_bucket_size"] == 12345678
+    assert cfg["zero_optimization"]["allgather_bucket_size"] == 2**20
+
+
 def test_clipping_off_stays_off(clean_env):
     # A missing/"auto" gradient_clipping becomes 1.0 in Accelerate; 0 must be written out.
-    cfg = resolve_settings(tiny_config(**{"optim.grad_clip": "0"})).engine_config()
+    cfg = resolve_settings(tiny_config(**{"optim.grad_clip": "0"})).engine_config(group_params=1000)
     assert cfg["gradient_clipping"] == 0.0
 
 
 def test_bf16_becomes_torch_autocast(clean_env):
     clean_env.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    cfg = resolve_settings(tiny_config()).engine_config()
+    cfg = resolve_settings(tiny_config()).engine_config(group_params=1000)
     assert cfg["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"} and cfg["bf16"] == {"enabled": False}
 
 
@@ -141,6 +154,10 @@ def test_joint_training_two_ranks(train_runs, zero_stage):
     assert report["world_size"] == 2
     assert set(report["zero_stage"].values()) == {zero_stage}
     assert set(report["gradient_clipping"].values()) == {50.0}
+    # Each engine reduces its group in one bucket of the group's size, not DeepSpeed's 5e8-element default.
+    assert report["reduce_bucket_size"] == {
+        group: bucket_elements(params) for group, params in report["group_params"].items()
+    }
     stages = [s["stage"] for s in report["steps"]]
     assert stages == ["translation", "translation", "sr_pretrain", "joint", "joint", "joint"]
     joint = report["steps"][3]

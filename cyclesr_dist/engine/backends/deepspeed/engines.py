@@ -70,7 +70,10 @@ def build_engines(
         # Without gloo Accelerate forms no multi-process world on CPU (every process is rank 0 of 1).
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
     kwargs.setdefault("step_scheduler_with_optimizer", False)
-    plugins = {name: make_plugin(settings) for name in groups}
+    plugins = {
+        name: make_plugin(settings, sum(p.numel() for n in networks for p in nets[n].parameters()))
+        for name, networks in groups.items()
+    }
     accelerators: dict[str, Any] = {}
     engines: dict[str, nn.Module] = {}
     for index, (name, networks) in enumerate(groups.items()):

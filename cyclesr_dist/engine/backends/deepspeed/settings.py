@@ -28,8 +28,8 @@ class DeepSpeedSettings:
     mixed_precision: str  # "no" | "bf16"
     base_config: dict[str, Any] = field(default_factory=dict)
 
-    def engine_config(self) -> dict[str, Any]:
-        """One engine's DeepSpeed config (every group gets its own copy)."""
+    def engine_config(self, group_params: int) -> dict[str, Any]:
+        """One engine's DeepSpeed config (every group gets its own copy) for a group of `group_params` parameters."""
         cfg = copy.deepcopy(self.base_config)
         cfg["train_micro_batch_size_per_gpu"] = self.micro_batch
         cfg["train_batch_size"] = self.micro_batch * self.world_size
@@ -39,6 +39,13 @@ class DeepSpeedSettings:
         cfg["gradient_clipping"] = float(self.grad_clip)
         zero = cfg.setdefault("zero_optimization", {})
         zero["stage"] = self.zero_stage
+        # DeepSpeed's default buckets hold 5e8 elements (2 GB in fp32), and ZeRO allocates the reduce bucket anew
+        # for every engine at every step: on the CPU the kernel zeroes its fresh pages each step, on a GPU it
+        # reserves gigabytes per engine. A bucket the size of the group's parameters reduces the same gradients
+        # in one call. A base config file's own sizes win.
+        bucket = bucket_elements(group_params)
+        zero.setdefault("reduce_bucket_size", bucket)
+        zero.setdefault("allgather_bucket_size", bucket)
         # bf16: autocast forward with fp32 master weights and fp32 gradients, like DDP + AMP. DeepSpeed's
         # "bf16" mode would cast the modules themselves. Keep "bf16"/"fp16" present and off, so that
         # Accelerate's set_mixed_precision leaves them alone.
@@ -47,6 +54,13 @@ class DeepSpeedSettings:
         cfg["torch_autocast"] = {"enabled": self.mixed_precision == "bf16", "dtype": "bfloat16"}
         cfg["steps_per_print"] = 2**31 - 1
         return cfg
+
+
+def bucket_elements(group_params: int) -> int:
+    """Elements of a bucket that holds all of a group's gradients: rounded up to a multiple of 2**20 (the
+    all-gather bucket must be a multiple of DeepSpeed's start alignment), at least 2**20."""
+    step = 2**20
+    return max(step, -(-group_params // step) * step)
 
 
 def _env(name: str) -> str | None:
@@ -114,8 +128,8 @@ def resolve_settings(config: Config, world_size: int | None = None) -> DeepSpeed
     return DeepSpeedSettings(stage, clip, config.data.batch_size // world, world, mixed, base)
 
 
-def make_plugin(settings: DeepSpeedSettings):  # noqa: ANN201 - accelerate is imported lazily
-    """A DeepSpeedPlugin holding exactly `settings.engine_config()`.
+def make_plugin(settings: DeepSpeedSettings, group_params: int):  # noqa: ANN201 - accelerate is imported lazily
+    """A DeepSpeedPlugin holding exactly `settings.engine_config(group_params)`.
 
     Built from keyword arguments and then completed in place, not from `hf_ds_config=`: under `accelerate
     launch`, ACCELERATE_CONFIG_DS_FIELDS names the accelerate config's DeepSpeed keys, and a plugin built from a
@@ -132,7 +146,7 @@ def make_plugin(settings: DeepSpeedSettings):  # noqa: ANN201 - accelerate is im
         offload_param_device="none",
         zero3_init_flag=False,
     )
-    cfg = settings.engine_config()
+    cfg = settings.engine_config(group_params)
     plugin.deepspeed_config.clear()  # the same dict object the plugin's HfDeepSpeedConfig holds
     plugin.deepspeed_config.update(cfg)
     return plugin

@@ -58,3 +58,21 @@ def test_compiled_step_matches_eager_and_saves_plain_modules(demo_data: Path, tm
     assert keys and not any("_orig_mod" in k for k in keys)
     resumed = train(demo_data, tmp_path / "compiled", 3)
     assert [r["step"] for r in resumed] == [1, 2, 3]
+
+
+def test_a_jpeg_generator_compiles_one_graph_per_batch_size() -> None:
+    """The JPEG stage's random block offset changes its padded size; compiled, it would take a graph per size, plane
+    and batch size (16, past dynamo's limit of 8). It runs eagerly, so G compiles once per batch size."""
+    from torch._dynamo.testing import CompileCounter
+
+    from cyclesr_dist.models import GENERATORS
+
+    torch.manual_seed(0)
+    gen = GENERATORS.build("resnet", {"ngf": 8, "n_blocks": 1, "residual": True, "jpeg_quality": [60, 90]})
+    graphs = CompileCounter()  # counts what dynamo hands the backend; no Inductor, so this test is quick
+    compiled = torch.compile(gen, backend=graphs, dynamic=False)
+    for _ in range(12):  # 40 px: the padded size is 48 or 64 by the offset drawn
+        for batch in (2, 4):
+            out = compiled(torch.rand(batch, 3, 40, 40) * 2 - 1)
+            assert out.shape == (batch, 3, 40, 40)
+    assert graphs.frame_count == 2

@@ -84,6 +84,10 @@ class DifferentiableJPEG(nn.Module):
         low, high = self.quality_range
         return (low + (high - low) * torch.rand(n)).to(device)
 
+    # Eager under torch.compile: the random block offset changes the padded size (two per side), so with two
+    # planes and two batch sizes (batched calls) the quantisation would need 16 graphs, past dynamo's limit of 8,
+    # after which dynamo runs it eagerly anyway, having spent 8 compiles (measured; BENCHMARKS.md, "compile").
+    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 throughout: DCT coefficients reach ~1000, where bf16's 8-bit mantissa would add a rounding of its own
         # (the meta device, where FLOPs are counted, has no autocast to leave)

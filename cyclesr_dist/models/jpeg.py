@@ -86,7 +86,7 @@ class DifferentiableJPEG(nn.Module):
 
     # Eager under torch.compile: the random block offset changes the padded size (two per side), so with two
     # planes and two batch sizes (batched calls) the quantisation would need 16 graphs, past dynamo's limit of 8,
-    # after which dynamo runs it eagerly anyway, having spent 8 compiles (measured; BENCHMARKS.md, "compile").
+    # after which dynamo runs it eagerly anyway, having spent 8 compiles (measured: BENCHMARKS.md, roofline section).
     @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 throughout: DCT coefficients reach ~1000, where bf16's 8-bit mantissa would add a rounding of its own

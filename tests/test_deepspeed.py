@@ -1,7 +1,7 @@
 """DeepSpeed backend: settings checks (fast), and real multi-process runs of tests/ds_driver.py (slow).
 
 The slow tests launch `accelerate launch --config_file configs/accelerate/deepspeed_zero{1,2}.yaml
---num_processes 2` on CPU (gloo), i.e. the same launch path as production, with tiny networks. ~40 s per launch
+--num_processes 2` on CPU (gloo), i.e. the same launch path as production, with tiny networks. ~10 s per launch
 on 2 cores; the 2-process ZeRO-2 run is shared by the resume-at-world-size-1 test.
 """
 

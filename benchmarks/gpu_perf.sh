@@ -7,17 +7,18 @@
 #   bash benchmarks/gpu_perf.sh compile   # torch.compile default / channels_last / batched          (~6 min)
 #   bash benchmarks/gpu_perf.sh autotune  # max-autotune-no-cudagraphs and reduce-overhead (CUDA graphs)
 #   bash benchmarks/gpu_perf.sh loader    # loader samples/s per worker count at 480² × 64 (png and npy crops), batch copy
+#   bash benchmarks/gpu_perf.sh deepspeed # the trainer's step and memory under DDP and under DeepSpeed ZeRO-2 (~4 min)
 #
 # Results go to $OUT (or runs/gpu-perf): one JSON and one log per part. PEAK_TFLOPS and HBM_TBPS describe the GPU
 # (defaults: an H200's dense bf16 peak and HBM bandwidth); the roofline printed with the step times says how far
 # the step is from the least time its ops need on that GPU. Written on a machine without a GPU: not run yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: gpu_perf.sh first|eager|compile|autotune|loader}
+part=${1:?usage: gpu_perf.sh first|eager|compile|autotune|loader|deepspeed}
 case $part in
-    first | eager | compile | autotune | loader) ;;
+    first | eager | compile | autotune | loader | deepspeed) ;;
     *)
-        echo "unknown part '$part': first, eager, compile, autotune or loader" >&2
+        echo "unknown part '$part': first, eager, compile, autotune, loader or deepspeed" >&2
         exit 2 ;;
 esac
 out=${OUT:-runs/gpu-perf}
@@ -52,6 +53,15 @@ case $part in
         variants=(ours compile compile_cl compile_batched) ;;
     autotune)
         variants=(ours compile_max compile_graphs) ;;
+    deepspeed)
+        # one process each: the backend the trainer picks (DDP without a launcher, DeepSpeed under its accelerate
+        # config); the memory column shows each engine's gradient bucket (sized to its group, not 5e8 elements)
+        flags=(--configs reference --stages joint --peak-tflops "$PEAK_TFLOPS" --no-scaling --reps 2
+            --variants ours trainer --memory-variants trainer --memory-configs reference)
+        python benchmarks/train_throughput.py "${flags[@]}" --json "$out/ddp.json" 2>&1 | tee "$out/ddp.log"
+        accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --num_processes 1 \
+            benchmarks/train_throughput.py "${flags[@]}" --json "$out/deepspeed.json" 2>&1 | tee "$out/deepspeed.log"
+        exit 0 ;;
     loader)
         python benchmarks/data_throughput.py --workers 1 2 4 8 --loader-patch 480 --loader-batch 64 --device cuda \
             --encodings png npy \

@@ -27,8 +27,9 @@ export PYTHONUNBUFFERED=1
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
 HBM_TBPS=${HBM_TBPS:-4.8}
 extra=()
+# without --no-memory, which cannot be undone later on a command line: the deepspeed part measures memory
 common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLOPS" --hbm-tbps "$HBM_TBPS"
-    --no-memory --no-scaling --roofline --reps 3)
+    --no-scaling --roofline --reps 3)
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 # the ranks' preemption agreement leaves the next step's queued work running (its GPU test is skipped on a CPU)
 preemption_check() { python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"; }
@@ -39,7 +40,7 @@ case $part in
         export -f preemption_check && export out
         timeout 90 bash -c preemption_check || true
         # the common flags, the joint stage only and two repetitions (argparse keeps a flag's last value)
-        timeout 330 python benchmarks/train_throughput.py "${common[@]}" --stages joint --reps 2 \
+        timeout 330 python benchmarks/train_throughput.py "${common[@]}" --no-memory --stages joint --reps 2 \
             --variants bare ours trainer batched compile_batched --json "$out/first.json" 2>&1 |
             tee "$out/first.log" || true
         timeout 120 python benchmarks/data_throughput.py --workers 4 --loader-patch 480 --loader-batch 64 \
@@ -56,8 +57,8 @@ case $part in
     deepspeed)
         # one process each: the backend the trainer picks (DDP without a launcher, DeepSpeed under its accelerate
         # config); the memory column shows each engine's gradient bucket (sized to its group, not 5e8 elements)
-        flags=(--configs reference --stages joint --peak-tflops "$PEAK_TFLOPS" --no-scaling --reps 2
-            --variants ours trainer --memory-variants trainer --memory-configs reference)
+        flags=("${common[@]}" --stages joint --reps 2 --variants ours trainer --memory-variants trainer
+            --memory-configs reference)
         python benchmarks/train_throughput.py "${flags[@]}" --json "$out/ddp.json" 2>&1 | tee "$out/ddp.log"
         accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --num_processes 1 \
             benchmarks/train_throughput.py "${flags[@]}" --json "$out/deepspeed.json" 2>&1 | tee "$out/deepspeed.log"
@@ -68,5 +69,5 @@ case $part in
             --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
         exit 0 ;;
 esac
-python benchmarks/train_throughput.py "${common[@]}" --variants "${variants[@]}" "${extra[@]}" --json "$out/$part.json" 2>&1 |
-    tee "$out/$part.log"
+python benchmarks/train_throughput.py "${common[@]}" --no-memory --variants "${variants[@]}" "${extra[@]}" \
+    --json "$out/$part.json" 2>&1 | tee "$out/$part.log"

@@ -12,6 +12,8 @@
 # Results go to $OUT (or runs/gpu-perf): one JSON and one log per part. PEAK_TFLOPS and HBM_TBPS describe the GPU
 # (defaults: an H200's dense bf16 peak and HBM bandwidth); the roofline printed with the step times says how far
 # the step is from the least time its ops need on that GPU. Written on a machine without a GPU: not run yet.
+# The GPU image lacks webdataset and deepspeed: make their wheels here first (`bash benchmarks/gpu_wheels.sh`) and
+# send .whl/ with the working tree; this script installs them there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part=${1:?usage: gpu_perf.sh first|eager|compile|autotune|loader|deepspeed}
@@ -21,6 +23,16 @@ case $part in
         echo "unknown part '$part': first, eager, compile, autotune, loader or deepspeed" >&2
         exit 2 ;;
 esac
+# that machine has no package index; its plain `python3` is the one that holds PyTorch
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! python3 -c "import webdataset" 2>/dev/null; then
+    echo "webdataset cannot be imported: make .whl/ with 'bash benchmarks/gpu_wheels.sh' and send it along" >&2
+    exit 2
+fi
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 out=${OUT:-runs/gpu-perf}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -32,7 +44,7 @@ common=(--configs reference --stages joint translation --peak-tflops "$PEAK_TFLO
     --no-scaling --roofline --reps 3)
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 # the ranks' preemption agreement leaves the next step's queued work running (its GPU test is skipped on a CPU)
-preemption_check() { python -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"; }
+preemption_check() { python3 -m pytest -q tests/test_preemption.py 2>&1 | tee "$out/preemption.log"; }
 case $part in
     first)
         # A session's device time is 15 minutes in all, machine start included: the measurements that decide the
@@ -40,10 +52,10 @@ case $part in
         export -f preemption_check && export out
         timeout 90 bash -c preemption_check || true
         # the common flags, the joint stage only and two repetitions (argparse keeps a flag's last value)
-        timeout 330 python benchmarks/train_throughput.py "${common[@]}" --no-memory --stages joint --reps 2 \
+        timeout 330 python3 benchmarks/train_throughput.py "${common[@]}" --no-memory --stages joint --reps 2 \
             --variants bare ours trainer batched compile_batched --json "$out/first.json" 2>&1 |
             tee "$out/first.log" || true
-        timeout 120 python benchmarks/data_throughput.py --workers 4 --loader-patch 480 --loader-batch 64 \
+        timeout 120 python3 benchmarks/data_throughput.py --workers 4 --loader-patch 480 --loader-batch 64 \
             --device cuda --encodings png npy --seconds 5 --json "$out/loader.json" 2>&1 | tee "$out/loader.log" || true
         exit 0 ;;
     eager)
@@ -59,15 +71,15 @@ case $part in
         # config); the memory column shows each engine's gradient bucket (sized to its group, not 5e8 elements)
         flags=("${common[@]}" --stages joint --reps 2 --variants ours trainer --memory-variants trainer
             --memory-configs reference)
-        python benchmarks/train_throughput.py "${flags[@]}" --json "$out/ddp.json" 2>&1 | tee "$out/ddp.log"
+        python3 benchmarks/train_throughput.py "${flags[@]}" --json "$out/ddp.json" 2>&1 | tee "$out/ddp.log"
         accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --num_processes 1 \
             benchmarks/train_throughput.py "${flags[@]}" --json "$out/deepspeed.json" 2>&1 | tee "$out/deepspeed.log"
         exit 0 ;;
     loader)
-        python benchmarks/data_throughput.py --workers 1 2 4 8 --loader-patch 480 --loader-batch 64 --device cuda \
+        python3 benchmarks/data_throughput.py --workers 1 2 4 8 --loader-patch 480 --loader-batch 64 --device cuda \
             --encodings png npy \
             --json "$out/loader.json" 2>&1 | tee "$out/loader.log"
         exit 0 ;;
 esac
-python benchmarks/train_throughput.py "${common[@]}" --no-memory --variants "${variants[@]}" "${extra[@]}" \
+python3 benchmarks/train_throughput.py "${common[@]}" --no-memory --variants "${variants[@]}" "${extra[@]}" \
     --json "$out/$part.json" 2>&1 | tee "$out/$part.log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from typing import Any
 
@@ -55,8 +56,9 @@ def print_stage_table(
             "wall_reps": t,
         }
         rows.append(row)
-        r3 = lambda r: f"{r[0]:.3f} ({r[1]:.2f}–{r[2]:.2f})"  # noqa: E731
-        d3 = lambda r: f"{r[0]:+.1f} ({r[1]:+.1f}…{r[2]:+.1f})"  # noqa: E731
+        # a column against a variant this run did not time reads "—", not "nan (nan–nan)"
+        r3 = lambda r: "—" if math.isnan(r[0]) else f"{r[0]:.3f} ({r[1]:.2f}–{r[2]:.2f})"  # noqa: E731
+        d3 = lambda r: "—" if math.isnan(r[0]) else f"{r[0]:+.1f} ({r[1]:+.1f}…{r[2]:+.1f})"  # noqa: E731
         line = (
             f"| {variant_label(VARIANTS[key], setup.base_bf16)} | {fmt_ms(med)} | {fmt_ms(min(t))}–{fmt_ms(max(t))} "
             f"| {row['samples_per_s']:.2f} | {r3(row['wall_over_bare'])} | {r3(row['cpu_over_bare'])} "

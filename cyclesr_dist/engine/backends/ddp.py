@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ...checkpoint_format import Checkpoint, group_file, load_file
 from ...config import Config
@@ -27,6 +28,14 @@ class DDPBackend(Backend):
         names = list(nets.keys())
         prepared = self.accelerator.prepare(*[nets[n] for n in names], *optimizers.values())
         self.nets = nn.ModuleDict(dict(zip(names, prepared[: len(names)], strict=True)))
+        for net in self.nets.values():
+            if isinstance(net, DistributedDataParallel):
+                # No buffer broadcast before each forward: the buffers are constants (blur kernels, the JPEG
+                # stage's matrices), equal on every rank, or BatchNorm running statistics, which only rank 0 reads
+                # (validation, checkpoints). The broadcast writes them in place, and before torch 2.13 that breaks
+                # the backward of a net called twice in one step (G, the discriminators); it is also one collective
+                # per forward (BENCHMARKS.md, "DDP buffer broadcast").
+                net.broadcast_buffers = False
         self.optimizers = dict(zip(optimizers.keys(), prepared[len(names) :], strict=True))
         if config.train.compile:
             # Fixed input shapes per run (validation uses the plain modules): dynamic=False compiles each once, where

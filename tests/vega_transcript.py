@@ -95,10 +95,12 @@ class VegaCycleSR:
     # ---------------------------------------------------------------- trans_model.py: TransModel.cal_adversial_loss
     def cal_adversial_loss(self, netD, real, fake):
         pred_real = netD(real)
-        self.real_label = torch.tensor(1.0).expand_as(pred_real)
+        # vega's labels are float32 like its networks; these tests run in float64, where a float32 label breaks the
+        # MSE backward on torch 2.11 (2.13 promotes it), so the labels take the prediction's dtype: same values
+        self.real_label = torch.tensor(1.0, dtype=pred_real.dtype).expand_as(pred_real)
         loss_D_real = self.criterionGAN(pred_real, self.real_label)
         pred_fake = netD(fake.detach())
-        self.fake_label = torch.tensor(0.0).expand_as(pred_fake)
+        self.fake_label = torch.tensor(0.0, dtype=pred_fake.dtype).expand_as(pred_fake)
         loss_D_fake = self.criterionGAN(pred_fake, self.fake_label)
         loss_D = (loss_D_real + loss_D_fake) * 0.5
         loss_D.backward()

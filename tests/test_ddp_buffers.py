@@ -2,8 +2,8 @@
 
 The networks' buffers are constants (G's blur kernel and JPEG matrices, the discriminators' band filters) or the SR
 net's BatchNorm running statistics, which only rank 0 reads. DDP's default broadcast writes them in place before
-every forward; under torch < 2.13 that bumps their version counters, and G — called twice before one backward —
-then fails its backward ("modified by an inplace operation"), as a 2-process demo run did with torch 2.11."""
+every forward; on torch 2.11 (2.12 guards the counters) that bumps their version counters, and G — called twice
+before one backward — then fails its backward ("modified by an inplace operation"), as a 2-process demo run did."""
 
 from __future__ import annotations
 

@@ -32,9 +32,10 @@ class DDPBackend(Backend):
             if isinstance(net, DistributedDataParallel):
                 # No buffer broadcast before each forward: the buffers are constants (blur kernels, the JPEG
                 # stage's matrices), equal on every rank, or BatchNorm running statistics, which only rank 0 reads
-                # (validation, checkpoints). The broadcast writes them in place, and before torch 2.13 that breaks
-                # the backward of a net called twice in one step (G, the discriminators); it is also one collective
-                # per forward (BENCHMARKS.md, "DDP buffer broadcast").
+                # (validation, checkpoints). The broadcast writes them in place, which on torch 2.11 (2.12 guards
+                # the version counters) breaks the backward of a net called twice in one step (G, the
+                # discriminators); it is also one collective per forward (BENCHMARKS.md, "DDP broadcasts no
+                # buffers").
                 net.broadcast_buffers = False
         self.optimizers = dict(zip(optimizers.keys(), prepared[len(names) :], strict=True))
         if config.train.compile:

@@ -2,7 +2,7 @@
 # Wheels of what the GPU machine's image lacks, for gpu_perf.sh to install there (that machine has no package index).
 # Run here, where PyPI answers; the versions are the ones this project is tested with:
 #
-#   bash benchmarks/gpu_wheels.sh            # fills .whl/ (ignored by git) with cp312 x86-64 wheels, about 6 MB
+#   bash benchmarks/gpu_wheels.sh            # fills .whl/ (ignored by git) with cp312 x86-64 wheels, 4.8 MB
 #
 # then send .whl along with the working tree (the device tool's `carry: [".whl"]`) and run gpu_perf.sh there: it
 # installs them into /tmp/site when .whl/ is present. WHEEL_PYTHON picks another Python (3.11 for a local rehearsal

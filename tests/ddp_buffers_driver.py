@@ -14,7 +14,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers, network_groups
+from cyclesr_dist.cyclesr import CycleSR, CycleSRSpec, Stage
 from cyclesr_dist.engine.backends.ddp import DDPBackend
 from cyclesr_dist.testing import random_batch, tiny_config
 from cyclesr_dist.torch_utils import unwrap
@@ -30,9 +30,9 @@ def main(out: str) -> int:
         }
     )
     torch.manual_seed(0)
-    nets = build_networks(config.model)
-    groups = {g.name: g.networks for g in network_groups(config.optim)}
-    backend = DDPBackend(nets, build_optimizers(nets, config.optim), groups, config)
+    spec = CycleSRSpec(config)
+    nets = spec.build_networks()
+    backend = DDPBackend(nets, spec.build_optimizers(nets), spec.network_groups(), config)
     rank = backend.accelerator.process_index
     model = CycleSR(backend.nets, config.loss, pool_seed=rank)
     losses = {}

@@ -16,13 +16,12 @@
 # send .whl/ with the working tree; this script installs them there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: gpu_perf.sh first|eager|compile|autotune|loader|deepspeed}
-case $part in
-    first | eager | compile | autotune | loader | deepspeed) ;;
-    *)
-        echo "unknown part '$part': first, eager, compile, autotune, loader or deepspeed" >&2
-        exit 2 ;;
-esac
+parts="first eager compile autotune loader deepspeed"
+part=${1:?usage: gpu_perf.sh ${parts// /|}}
+if ! printf '%s\n' $parts | grep -qx -- "$part"; then
+    echo "unknown part '$part': one of $parts" >&2
+    exit 2
+fi
 # that machine has no package index; its plain `python3` is the one that holds PyTorch
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl

@@ -35,7 +35,8 @@ class DDPBackend(Backend):
                 # (validation, checkpoints). The broadcast writes them in place, which on torch 2.11 (2.12 guards
                 # the version counters) breaks the backward of a net called twice in one step (G, the
                 # discriminators); it is also one collective per forward (BENCHMARKS.md, "DDP broadcasts no
-                # buffers").
+                # buffers"). Set on the wrapped nets, not as Accelerate's DDP argument, which torch 2.13 deprecates
+                # with a warning per network.
                 net.broadcast_buffers = False
         self.optimizers = dict(zip(optimizers.keys(), prepared[len(names) :], strict=True))
         if config.train.compile:

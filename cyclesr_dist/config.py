@@ -215,6 +215,13 @@ def check_config(config: Config) -> Config:
     return config
 
 
+def yaml_error_place(err: yaml.YAMLError) -> str:
+    """ "at line L, column C (what the parser says)" for a YAML syntax error, 1-based as editors count."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"at line {mark.line + 1}, column {mark.column + 1} ({problem})" if mark is not None else f"({problem})"
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the reference defaults when `path` is None) and apply overrides."""
     raw: dict[str, Any] = {}
@@ -222,7 +229,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text())
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML {yaml_error_place(err)}: fix the file") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         raw = loaded or {}

@@ -128,7 +128,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, _, value = text.partition("=")
     if not key:
         raise ConfigError(f"override {text!r} has no key")
-    return key.strip(), yaml.safe_load(value) if value != "" else ""
+    try:
+        return key.strip(), yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"override {text!r}: the value is not valid YAML{where}; quote it or fix it") from None
 
 
 def deep_copy(raw: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> dict[str
     save_rgb(lr, root / "other" / "b.png")
     (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
     (root / "notes.txt").write_text("not a checkpoint")
+    (root / "broken.yaml").write_text("max_steps: 5\ndata: {root: x\nseed: 1\n")  # an unclosed flow mapping
     save_rgb(lr, root / "photo.png")
     (root / "empty").mkdir()
     shutil.copytree(demo_data, root / "broken_demo")
@@ -81,6 +82,16 @@ CASES = [
     ("out of range", train("checkpoint.keep=0"), "checkpoint.keep=0 must be at least 1"),
     ("patch vs scale", train("data.hr_patch=30"), "data.hr_patch=30 must be a positive multiple of data.scale=4"),
     ("missing config", cmd("train", "--config", "{root}/nope.yaml"), "config file not found: "),
+    (
+        "config: YAML syntax error",
+        cmd("train", "--config", "{root}/broken.yaml"),
+        "broken.yaml: not valid YAML at line 3, column 5 (expected ',' or '}', but got ':'): fix the file",
+    ),
+    (
+        "override: YAML syntax error",
+        train("data.value_range=[0, 1"),
+        "override 'data.value_range=[0, 1': the value is not valid YAML at column 6; quote it or fix it",
+    ),
     ("missing data folder", train("data.root=/nonexistent"), "data.root=/nonexistent: no hr/ folder"),
     (
         "corrupt real-LR photo (read to measure its JPEG quality)",
@@ -143,6 +154,21 @@ CASES = [
         "input not found",
     ),
     (
+        "upscale: --out where a file is",
+        cmd("upscale", "--checkpoint", "{root}/sr.pt", "--out", "{root}/notes.txt/sr", "{root}/photo.png"),
+        "--out {root}/notes.txt/sr: cannot create this folder (Not a directory); choose another",
+    ),
+    (
+        "upscale: negative tile",
+        cmd("upscale", "--checkpoint", "{root}/sr.pt", "--tile", "-5", "--out", "{out}", "{root}/photo.png"),
+        "argument --tile: must be 0 or more LR pixels, got -5",
+    ),
+    (
+        "eval: overlap not a number",
+        cmd("eval", "--checkpoint", "{root}/sr.pt", "--lr", "{root}/lr", "--hr", "{root}/lr", "--overlap", "x"),
+        "argument --overlap: expected a whole number of LR pixels, got 'x'",
+    ),
+    (
         "export: a PNG",
         cmd("export", "--checkpoint", "{root}/photo.png", "--out", "{out}/sr.pt"),
         "is not an exported SR network",
@@ -183,7 +209,7 @@ def test_one_line_exit_2_nothing_written(files: dict, tmp_path: Path, argv, mess
     assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if ": error: " in line]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+    assert len(errors) == 1 and message.replace("{root}", str(files["root"])) in errors[0], result.stderr[-3000:]
     assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
 
 

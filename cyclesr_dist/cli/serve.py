@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, InputNotFound
+
+
+def non_negative(text: str) -> int:
+    """argparse type: a whole number ≥ 0 (a tile or overlap in LR pixels)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of LR pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more LR pixels, got {value}")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -18,8 +30,8 @@ def register(sub: Any) -> None:
     p.add_argument("--json", default=None, help="also write the full results (per image + mean) here")
     p.add_argument("--max-shift", type=int, default=0, help="also report the best PSNR over shifts of ±K px")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image at once)")
-    p.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.add_argument("--tile", type=non_negative, default=0, help="tile size in LR pixels (0 = whole image at once)")
+    p.add_argument("--overlap", type=non_negative, default=16, help="LR pixels of context around each tile")
     p.add_argument(
         "--crop-hr", action="store_true", help="score HR images larger than scale x LR on their top-left part"
     )
@@ -29,8 +41,8 @@ def register(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="exported SR file or training checkpoint directory")
     p.add_argument("--out", required=True, help="output folder; writes <stem>.png per input")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input images (or folders of images)")
-    p.add_argument("--tile", type=int, default=128, help="tile size in LR pixels; 0 = whole image at once")
-    p.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.add_argument("--tile", type=non_negative, default=128, help="tile size in LR pixels; 0 = whole image at once")
+    p.add_argument("--overlap", type=non_negative, default=16, help="LR pixels of context around each tile")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.set_defaults(run=run_upscale)
 
@@ -113,12 +125,23 @@ def run_upscale(args: argparse.Namespace) -> int:
         seen[dst] = src
     net = load_sr(args.checkpoint, device=args.device)
     scale = net_upscale(net)
+    writable_folder(out_dir, "--out")
     for src, dst in zip(inputs, targets, strict=True):
         lr = read_image(src)
         sr = upscale_image(net, lr, tile=args.tile, overlap=args.overlap, device=args.device)
         save_rgb(sr, dst)
         print(f"{src} ({lr.shape[1]}x{lr.shape[0]}) -> {dst} ({sr.shape[1]}x{sr.shape[0]}, x{scale})")
     return 0
+
+
+def writable_folder(folder: Path, flag: str) -> None:
+    """Create `folder` (and its parents) or stop with one line naming it: a file in the way, no permission."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadInput(f"{flag} {folder}: cannot create this folder ({err.strerror}); choose another") from None
+    if not os.access(folder, os.W_OK):
+        raise BadInput(f"{flag} {folder}: cannot write in this folder (no permission); choose another")
 
 
 def run_export(args: argparse.Namespace) -> int:

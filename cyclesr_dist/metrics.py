@@ -8,10 +8,9 @@ Conventions (NTIRE / BasicSR):
 - Y is ITU-R BT.601 luma as MATLAB's `rgb2ycbcr` computes it: Y = 16 + 65.481 R + 128.553 G + 24.966 B with
   R, G, B in [0, 1], i.e. Y in [16, 235] on the [0, 255] scale; PSNR on Y uses peak 255 (here: Y / 255, peak 1).
 - SSIM is Wang et al. (2004): 11x11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03, population statistics,
-  averaged over the "valid" window positions (no padding), and over channels for RGB. It equals
-  `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-  data_range=1)`. SSIM is invariant to the value scale when K1/K2 scale with the data range, so [0, 1] here gives
-  the same numbers as [0, 255] elsewhere.
+  averaged over the "valid" window positions (no padding), and over channels for RGB: `skimage.metrics.
+  structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`, the
+  same numbers as on [0, 255] (K1/K2 scale with the data range).
 """
 
 from __future__ import annotations
@@ -101,24 +100,11 @@ def _ssim_map_mean(a: torch.Tensor, b: torch.Tensor) -> float:
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"ssim: image of {h}x{w} (after shave) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window")
     taps = _gaussian_kernel(SSIM_WINDOW, SSIM_SIGMA, a.dtype, a.device).tolist()
-
-    def blur(x: torch.Tensor) -> torch.Tensor:  # separable "valid" Gaussian filter, per channel
-        # as sums of shifted slices: a float64 convolution has no fast kernel on the CPU (0.8 s per 1024² RGB
-        # filter there, 20x this; it made SSIM most of an evaluation's time)
-        for dim in (-1, -2):
-            n = x.shape[dim] - SSIM_WINDOW + 1
-            out = x.narrow(dim, 0, n) * taps[0]
-            for i, t in enumerate(taps[1:], 1):
-                out.add_(x.narrow(dim, i, n), alpha=t)
-            x = out
-        return x
-
-    c1 = SSIM_K1**2
-    c2 = SSIM_K2**2
+    valid = h - SSIM_WINDOW + 1, w - SSIM_WINDOW + 1  # separable "valid" Gaussian filter, per channel
+    blur = lambda x: _taps_along(_taps_along(x, taps, -1, valid[1]), taps, -2, valid[0])  # noqa: E731
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
     return (num / den).mean().item()
@@ -153,11 +139,15 @@ def lanczos_shift(img: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
         taps = torch.sinc(pos) * torch.sinc(pos / 3)
         taps = taps / taps.sum()
         pad = (0, 0, 2, 3) if axis == 1 else (2, 3, 0, 0)
-        padded = F.pad(out[:, None], pad, mode="reflect")[:, 0]
-        n = out.shape[axis]  # sums of shifted slices: a float64 convolution has no fast kernel on the CPU
-        out = padded.narrow(axis, 0, n) * taps[0].item()
-        for i in range(1, 6):
-            out.add_(padded.narrow(axis, i, n), alpha=taps[i].item())
+        out = _taps_along(F.pad(out[:, None], pad, mode="reflect")[:, 0], taps.tolist(), axis, out.shape[axis])
+    return out
+
+
+def _taps_along(x: torch.Tensor, taps: list[float], dim: int, n: int) -> torch.Tensor:
+    """Σ_i taps[i]·x[i : i + n] along `dim`, as slices: float64 convolutions are slow on the CPU (SSIM's, 20x)."""
+    out = x.narrow(dim, 0, n) * taps[0]
+    for i, t in enumerate(taps[1:], 1):
+        out.add_(x.narrow(dim, i, n), alpha=t)
     return out
 
 

@@ -27,6 +27,7 @@ from .errors import UserError
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 META = "meta.json"
+COMMANDS = "commands.txt"  # in a run's output folder: the command line of every start and resume, one per line
 LATEST = "latest"
 
 

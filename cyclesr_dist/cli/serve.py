@@ -46,9 +46,15 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.set_defaults(run=run_upscale)
 
-    p = sub.add_parser("export", help="export the SR network alone (weights + its config)")
+    p = sub.add_parser("export", help="export the SR network alone (weights + its config): torch, safetensors, ONNX")
     p.add_argument("--checkpoint", required=True, help="training checkpoint directory (or an exported file)")
-    p.add_argument("--out", required=True, help="file to write (e.g. sr.pt)")
+    p.add_argument("--out", required=True, help="file to write (e.g. sr.pt); each format replaces the suffix")
+    p.add_argument(
+        "--format",
+        default="torch",
+        help="comma-separated: torch (.pt), safetensors, onnx (float32 RGB NCHW in [0, 1], dynamic size); "
+        "default torch",
+    )
     p.set_defaults(run=run_export)
 
 
@@ -145,12 +151,22 @@ def writable_folder(folder: Path, flag: str) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..serve.export import build_sr, export_sr, read_sr_source
+    from ..serve.export import FORMATS, build_sr, export_formats, read_sr_source
+    from ..serve.model_card import write_model_card
     from ..serve.tiling import net_upscale
 
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise BadInput(f"--format {args.format!r}: unknown {unknown or 'none given'}; valid: {', '.join(FORMATS)}")
     source = read_sr_source(args.checkpoint)
+    writable_folder(Path(args.out).parent, "--out")
+    paths = export_formats(source, args.out, formats)
     net = build_sr(source.name, source.args, source.state_dict)
-    path = export_sr(net, source.name, source.args, args.out, source.value_range)
+    card = write_model_card(
+        Path(args.checkpoint), source.name, source.args, net_upscale(net), source.value_range, paths
+    )
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"exported {source.name} {source.args} (x{net_upscale(net)}, {n_params / 1e6:.2f}M params) -> {path}")
+    written = ", ".join(str(p) for p in [*paths, card])
+    print(f"exported {source.name} {source.args} (x{net_upscale(net)}, {n_params / 1e6:.2f}M params) -> {written}")
     return 0

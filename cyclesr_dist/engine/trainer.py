@@ -7,7 +7,9 @@ The engine never names a network: everything model-specific comes from the `Trai
 from __future__ import annotations
 
 import os
+import shlex
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from accelerate.utils import set_seed
 
+from ..checkpoint_format import COMMANDS
 from ..config import Config, config_to_dict, dump_config
 from ..data.images import batch_to_model, save_rgb
 from ..data.loaders import build_train_loader, load_val_pairs
@@ -147,6 +150,8 @@ class Trainer:
         if self.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
             dump_config(self.config, output_dir / "config.yaml")
+            with open(output_dir / COMMANDS, "a") as commands:  # every start and resume: the card quotes them
+                commands.write(f"{shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])}\n")
         self.logger = RunLogger(
             self.backend.accelerator, output_dir, self.config.wandb, config_to_dict(self.config), run_id, self.step
         )

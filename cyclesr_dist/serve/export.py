@@ -99,14 +99,23 @@ class SRSource(NamedTuple):
 
 
 def read_sr_source(path: str | Path) -> SRSource:
-    """The SR network of an exported SR file or a training checkpoint (a step, `checkpoints/` or run folder; only
-    the exported network's group file is read)."""
+    """The SR network of an exported SR file (torch or safetensors) or a training checkpoint (a step,
+    `checkpoints/` or run folder; only the exported network's group file is read)."""
     path = Path(path)
     if path.is_dir():
         entry, state = network_state(find_checkpoint(path))
         return SRSource(entry["name"], dict(entry["args"] or {}), state, recorded_range(entry))
     if not path.is_file():
         raise InputNotFound(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from .safetensors_format import read_safetensors
+
+        return SRSource(*read_safetensors(path))
+    if path.suffix == ".onnx":
+        raise BadInput(
+            f"{path} is an ONNX graph, which holds no torch weights to export again: export from the "
+            "training checkpoint or the .pt/.safetensors file"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any unpickling / zip error: not one of our files
@@ -128,7 +137,46 @@ def build_sr(name: str, args: dict[str, Any], state_dict: dict[str, torch.Tensor
 def load_sr(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The SR network from an exported file or a training checkpoint directory, on `device`, in eval mode, taking
     and giving images in [-1, 1] whatever range it was trained in."""
+    if Path(path).suffix == ".onnx" and Path(path).is_file():
+        from .onnx_format import OnnxSR
+
+        if torch.device(device).type != "cpu":
+            raise BadInput(f"{path}: an ONNX network runs on the CPU here (ONNX Runtime); pass --device cpu")
+        return OnnxSR(path)
     source = read_sr_source(path)
     net = build_sr(source.name, source.args, source.state_dict, device=str(device))
     net.requires_grad_(False)
     return in_data_range(net, source.value_range)
+
+
+# `cyclesr export --format`: the file suffix of each format
+FORMATS = {"torch": ".pt", "safetensors": ".safetensors", "onnx": ".onnx"}
+
+
+def export_formats(source: SRSource, out: str | Path, formats: list[str]) -> list[Path]:
+    """Write the SR network of `source` in each of `formats` (keys of FORMATS), at `out` with the format's suffix
+    (sr.pt -> sr.safetensors, sr.onnx; the torch file keeps any other suffix `out` has, e.g. sr.pth). Returns the
+    paths written."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise BadInput(f"unknown export format(s) {unknown or formats}; valid: {', '.join(FORMATS)}")
+    net = build_sr(source.name, source.args, source.state_dict)
+    upscale = net_upscale(net)
+    written = []
+    for fmt in formats:
+        path = Path(out).with_suffix(FORMATS[fmt])
+        if fmt == "torch" and Path(out).suffix not in ("", *FORMATS.values()):
+            path = Path(out)
+        if fmt == "torch":
+            written.append(export_sr(net, source.name, source.args, path, source.value_range))
+        elif fmt == "safetensors":
+            from .safetensors_format import write_safetensors
+
+            written.append(
+                write_safetensors(net.state_dict(), source.name, source.args, upscale, source.value_range, path)
+            )
+        else:
+            from .onnx_format import write_onnx
+
+            written.append(write_onnx(net, source.name, source.args, upscale, source.value_range, path))
+    return written

@@ -19,7 +19,9 @@ from cyclesr_dist.data.degrade import (
     degrade_camera,
     degrade_downscale_motion,
     degrade_noise_jpeg,
+    degrade_phone,
     degrade_real,
+    degrade_resize_chain,
     get_degradation,
     usm_sharpen,
 )
@@ -27,8 +29,15 @@ from cyclesr_dist.data.degrade import realesrgan as D
 from cyclesr_dist.data.images import bicubic_resize, clean_downscale, model_to_uint8, uint8_to_model
 from cyclesr_dist.metrics import translation_metrics
 
-OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "realesrgan"]
-PHASED = ["blur", "camera", "downscale_motion"]  # continuous sampling phase, `phase=(dy, dx)` HR px
+OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "realesrgan", "resize_chain", "phone"]
+PHASED = ["blur", "camera", "downscale_motion", "resize_chain", "phone"]  # continuous phase, `phase=(dy, dx)` HR px
+QUIET = {  # the noise of each phased operator off
+    "blur": {"noise": 0.0},
+    "camera": {"shot": 1e-9, "read": 0.0},
+    "downscale_motion": {"noise": 0.0},
+    "resize_chain": {"noise": 0.0, "quality1": 95},
+    "phone": {"shot": 1e-9, "read": 0.0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +114,9 @@ def test_refuses_bad_input(photo: np.ndarray, name: str) -> None:
 
 def test_target_is_the_usm_for_the_blind_recipe_only(photo: np.ndarray) -> None:
     hr = np.ascontiguousarray(photo[:128, :128])
-    for name in OPERATORS[:-1]:
-        assert get_degradation(name).target(hr) is hr
+    for name in OPERATORS:
+        if name != "realesrgan":
+            assert get_degradation(name).target(hr) is hr
     sharp = get_degradation("realesrgan").target(hr)
     assert sharp.dtype == np.uint8 and sharp.shape == hr.shape
     assert _laplacian_energy(sharp) > 1.2 * _laplacian_energy(hr)  # sharper
@@ -124,16 +134,16 @@ def test_phase_moves_the_sampling_grid(name: str) -> None:
     ±s/2 (half an LR pixel) and ±0.5 (half an HR pixel) are both possible."""
     hr = _ramp()
     op = get_degradation(name).degrade
-    quiet = {"noise": 0.0} if name != "camera" else {"shot": 1e-9, "read": 0.0}
     bic = _interior_mean(_bicubic(hr))
     for dy in (-2.0, -0.5, 0.0, 0.5, 1.7):
-        lr = op(hr, np.random.default_rng(0), 4, phase=(dy, 0.0), quality=95, **quiet)
+        lr = op(hr, np.random.default_rng(0), 4, phase=(dy, 0.0), quality=95, **QUIET[name])
         assert (_interior_mean(lr) - bic) / 0.9 == pytest.approx(dy, abs=0.2), dy
 
 
 RAW = {"blur": degrade_blur, "noise_jpeg": degrade_noise_jpeg, "camera": degrade_camera}
-RAW["downscale_motion"] = degrade_downscale_motion
+RAW |= {"downscale_motion": degrade_downscale_motion, "resize_chain": degrade_resize_chain, "phone": degrade_phone}
 PINNED_DY = {"blur": 0.5, "noise_jpeg": 0.5, "camera": 0.0, "downscale_motion": -1.0}  # the registry's grids
+PINNED_DY |= {"resize_chain": -0.5, "phone": 1.0}
 
 
 @pytest.mark.parametrize("name", PHASED + ["noise_jpeg"])
@@ -149,7 +159,8 @@ def test_phase_is_drawn_per_call_unless_pinned(name: str) -> None:
     drawn = [shift(RAW[name](hr, np.random.default_rng(s), 4)) for s in range(12)]
     assert max(drawn) - min(drawn) > 1.5
     assert max(drawn) > 0.3 and min(drawn) < -0.3
-    pinned = [shift(get_degradation(name).degrade(hr, np.random.default_rng(s), 4)) for s in range(6)]
+    quiet = QUIET.get(name, {}) if name == "phone" else {}  # its noise alone moves a ramp's mean by ±0.4 px
+    pinned = [shift(get_degradation(name).degrade(hr, np.random.default_rng(s), 4, **quiet)) for s in range(6)]
     assert max(pinned) - min(pinned) < 0.75  # noise and JPEG only (drawn: > 1.5)
     assert np.mean(pinned) == pytest.approx(PINNED_DY[name], abs=0.3)
 
@@ -235,6 +246,43 @@ def test_bilinear_downscaler_aliases_more_than_area() -> None:
     area = op(hr, np.random.default_rng(0), 4, downscaler="area", **fixed)
     bilinear = op(hr, np.random.default_rng(0), 4, downscaler="bilinear", **fixed)
     assert _laplacian_energy(bilinear) > 1.5 * _laplacian_energy(area)
+
+
+def test_resize_chain_aliases_where_bicubic_does_not() -> None:
+    """On white noise the chain's last resize, without antialiasing, keeps more fine-band energy than bicubic's
+    antialiased ×1/4 (its first JPEG at q95 changes little)."""
+    fixed = {"phase": (0.0, 0.3), "quality1": 95, "noise": 0.0, "quality": 95}
+    noise = np.random.default_rng(1).integers(40, 216, (256, 256, 3), dtype=np.uint8)
+    chain = get_degradation("resize_chain").degrade(noise, np.random.default_rng(0), 4, **fixed)
+    assert _laplacian_energy(chain) > 1.5 * _laplacian_energy(_bicubic(noise))
+
+
+def test_resize_chain_wants_an_even_scale(photo: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="scale must be even"):
+        get_degradation("resize_chain").degrade(np.ascontiguousarray(photo[:96, :96]), np.random.default_rng(0), 3)
+
+
+def test_phone_denoiser_flattens_noise_and_bleeds_colour() -> None:
+    """On a flat grey patch the phone's denoiser leaves less noise than its sensor made (the camera operator,
+    which has no denoiser, at the same noise keeps it); a sharp red/green edge comes out with its colour spread
+    over more LR pixels than its grey level (chroma smoothed more than luma), and more saturated."""
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    noisy = {"shot": 1e-3, "read": 2 / 255, "quality": 95, "phase": (0.0, 0.0)}
+    phone = get_degradation("phone").degrade(flat, np.random.default_rng(0), 4, **noisy).astype(float)
+    camera = get_degradation("camera").degrade(flat, np.random.default_rng(0), 4, **noisy, amount=0.0)
+    assert phone[8:-8, 8:-8].std() < 0.6 * camera.astype(float)[8:-8, 8:-8].std()
+    edge = np.zeros((128, 128, 3), np.uint8)
+    edge[:, :64] = (200, 40, 40)
+    edge[:, 64:] = (40, 160, 40)
+    quiet = {"shot": 1e-9, "read": 0.0, "quality": 95, "phase": (0.0, 0.0), "chroma_blur": 2.0, "amount": 0.0}
+    lr = get_degradation("phone").degrade(edge, np.random.default_rng(0), 4, saturation=1.2, **quiet).astype(float)
+    row = lr[16]
+    redness = row[:, 0] - row[:, 1]
+    assert (
+        np.abs(np.diff(redness)).max()
+        < 0.75 * np.abs(np.diff(_bicubic(edge).astype(float)[16][:, 0] - _bicubic(edge).astype(float)[16][:, 1])).max()
+    )
+    assert redness[2] > (200 - 40) + 5  # saturation boost: redder than the source far from the edge
 
 
 def test_realesrgan_is_strong_and_diverse(photo: np.ndarray) -> None:

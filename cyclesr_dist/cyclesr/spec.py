@@ -81,7 +81,8 @@ class CycleSRModel:
         return self.joint.optimize_parameters(in_range, self.stage(step), ops)
 
     def sample_grids(self, batch: Batch, val_pairs: list[ValPair]) -> dict[str, np.ndarray]:
-        return sample_grids(self.gen_clean_to_real, self.sr, batch, val_pairs, self.spec.config.data.scale)
+        data = self.spec.config.data
+        return sample_grids(self.gen_clean_to_real, self.sr, batch, val_pairs, data.scale, clean_lr_kind(data.hr_to_lr))
 
     def validate(self, val_pairs: list[ValPair], step: int) -> dict[str, float]:
         """G against the true LR always; the SR net once it has been trained (not in the translation stage)."""

@@ -9,46 +9,27 @@ from torch import nn
 
 from ..data.images import clean_downscale, model_to_uint8, uint8_to_model
 from ..metrics import translation_metrics
-from ..serve.evaluate import bicubic_upscale, evaluate_pairs, match_hr
+from ..serve.evaluate import evaluate_pairs, match_hr
 from ..torch_utils import eval_mode
-
-ValPair = tuple[str, np.ndarray, np.ndarray]  # (name, lr_uint8, hr_uint8)
+from .pictures import ValPair, comparison, translation
 
 
 def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[top : top + size, left : left + size]
-
-
-@torch.no_grad()
-def comparison(sr: nn.Module, val_pairs: list[ValPair], scale: int, crop: int = 128, rows: int = 3) -> np.ndarray:
-    """One row per validation pair (up to `rows`): centre crops of LR (pixels enlarged) | bicubic | SR | HR."""
-    lines = []
-    for name, lr_img, hr_img in val_pairs[:rows]:
-        hr_img = match_hr(lr_img, hr_img, scale, name)
-        size = min(crop, hr_img.shape[0], hr_img.shape[1]) // scale * scale
-        lr_crop = _centre_crop(lr_img, size // scale)
-        with eval_mode(sr):
-            out = sr(uint8_to_model(lr_crop).unsqueeze(0).to(_device(sr)))
-        big = np.repeat(np.repeat(lr_crop, scale, axis=0), scale, axis=1)
-        tiles = [big, bicubic_upscale(lr_crop, scale), model_to_uint8(out[0]), _centre_crop(hr_img, size)]
-        lines.append(np.concatenate(tiles, axis=1))
-    width = max(line.shape[1] for line in lines)
-    return np.concatenate([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines], axis=0)
-
-
 @torch.no_grad()
 def sample_grids(
-    gen_clean_to_real: nn.Module, sr: nn.Module, batch: dict[str, torch.Tensor], val_pairs: list[ValPair], scale: int
+    gen_clean_to_real: nn.Module,
+    sr: nn.Module,
+    batch: dict[str, torch.Tensor],
+    val_pairs: list[ValPair],
+    scale: int,
+    clean_lr: str = "bicubic",
 ) -> dict[str, np.ndarray]:
-    """clean LR | G(clean LR) | real LR from the batch; LR | bicubic | SR | HR crops of the validation pairs."""
-    row = [batch["clean_lr"][:1], gen_clean_to_real(batch["clean_lr"][:1]), batch["real_lr"][:1]]
-    grids = {"samples/translation": np.concatenate([model_to_uint8(t[0]) for t in row], axis=1)}
+    """`pictures.translation` (clean LR | G(clean LR) | real LR) and, with validation pairs, `pictures.comparison`
+    (LR | bicubic | SR | HR), labelled, at their most detailed crops."""
+    grids = {"samples/translation": translation(gen_clean_to_real, batch, val_pairs, scale, clean_lr)}
     if val_pairs:
         grids["samples/comparison"] = comparison(sr, val_pairs, scale)
     return grids

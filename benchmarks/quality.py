@@ -3,7 +3,8 @@
 Data (benchmarks/quality_data.py): 33 photographs from Debian's mate-backgrounds, lomiri-wallpapers-16.04/-20.04
 and plasma-workspace-wallpapers (`apt-get download` + `dpkg -x`, .debs kept in --cache), split by scene into an
 HR domain (13 scenes), a real-LR domain (13) and a test set (7), each mixing nature, man-made scenes and textures.
-Per operator of `cyclesr_dist.data.degrade` (--operators; default blur, noise_jpeg, camera, downscale_motion):
+Per operator of `cyclesr_dist.data.degrade` (--operators; default blur, noise_jpeg, camera, downscale_motion and the
+two families added as held-out ones, resize_chain and phone):
 the real-LR scenes degraded by it (2 draws each, fixed seeds) form the real-LR domain, and the test set is each
 test scene's centre crop (≤ --test-crop²) with its degraded LR. A model never sees the operator's (LR, HR) pairs
 unless it is that operator's oracle.
@@ -14,6 +15,9 @@ the same number of SR-network updates with the same learning-rate schedule:
   bicubic-trained  supervised: every epoch in the SR pre-training stage, LR = bicubic ×1/4 of the HR crop
   blind            supervised on Real-ESRGAN's second-order random degradation (data.hr_to_lr=realesrgan;
                    target = the unsharp-masked HR, as that recipe trains)
+  realsr           RealSR-style, the strongest no-pairs alternative: supervised on HR degraded by what
+                   `cyclesr data fit-degradation` fits to the operator's real LR (a kernel learned against a local
+                   discriminator, noise patches cut from the real LR, the measured JPEG range)
   cyclesr          unpaired: translation-only epochs (the SR net is not updated), then SR pre-training, then
                    joint; the SR budget counts only the steps that update the SR network
   oracle           supervised on the true operator (data.hr_to_lr=<operator>): each HR crop is cut and flipped,
@@ -24,7 +28,11 @@ the newest checkpoint, and a finished run is reused as it is, whatever settings 
 its own --tag or the run's folder removed; --jobs N runs N at once, each with OMP_NUM_THREADS = cores // N) and
 scored with `evaluate_pairs` (PSNR/SSIM, RGB and Y, shave 4). Also per operator: translation fidelity of CycleSR's
 G on the test scenes (`metrics.translation_metrics` of G(clean LR) and of the clean LR against the true LR), and
-the targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ 70 % of the oracle's gain over max(bicubic-trained, blind).
+the targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ RealSR-style, ≥ 70 % of the oracle's gain over the best of
+bicubic-trained, blind and RealSR-style; and the joint stage's before/after (`quality_stages`: the SR net and G at
+the end of SR pre-training against the end; CycleSR keeps a checkpoint every epoch). --candidates TAGS adds the
+leave-one-operator-out table (`quality_heldout`): each operator scored by the variant the others choose.
+Scores are cached in WORK/eval_cache.json by checkpoint, test set and scoring parameters.
 With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds when (SR updates, training
 seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_ttq.py).
 
@@ -54,6 +62,7 @@ for _path in (REPO, REPO / "benchmarks"):
 
 import torch  # noqa: E402
 from quality_data import SCALE, SCENES, build_data, fetch_photos, load_test_pairs, splits_for  # noqa: E402
+from quality_heldout import candidate_scores, heldout_table, leave_one_out  # noqa: E402
 from quality_report import (  # noqa: E402
     ROWS,
     check_targets,
@@ -63,14 +72,24 @@ from quality_report import (  # noqa: E402
     operator_table,
     translation_table,
 )
-from quality_runs import Run, checkpoint_step, evaluate_rows, read_wall, train_runs, translation_fidelity  # noqa: E402
+from quality_runs import (  # noqa: E402
+    Run,
+    checkpoint_step,
+    evaluate_rows,
+    read_wall,
+    train_runs,
+    translation_fidelity,
+    use_eval_cache,
+)
+from quality_stages import joint_before_after, joint_table  # noqa: E402
 from quality_ttq import first_passing, sr_curve, ttq_table  # noqa: E402
 
+from cyclesr_dist.cyclesr.degradation_fit import FitSettings, describe_fit, fit_degradation, save_fit  # noqa: E402
 from cyclesr_dist.data.degrade import DEGRADATIONS  # noqa: E402
-from cyclesr_dist.data.images import CLEAN_LR  # noqa: E402
+from cyclesr_dist.data.images import CLEAN_LR, list_images, load_rgb  # noqa: E402
 from cyclesr_dist.data.jpeg_estimate import estimate_folder, quality_summary  # noqa: E402
 
-DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion"]
+DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "resize_chain", "phone"]
 TRAINED = ROWS[1:]
 
 
@@ -154,11 +173,15 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
             if args.g_jpeg_quality == "auto-median":  # `cyclesr data jpeg-quality`'s median, learned from there
                 quality = median_jpeg_quality(data / op)
                 runs[-1].config["model"]["generator"]["args"].update({"jpeg_quality": quality} if quality else {})
-            if args.time_to_quality:  # a logged step and a kept checkpoint every epoch: test PSNR over time
-                runs[-1].config["checkpoint"].update({"every_steps": spe, "keep": 10**6})
+            # a kept checkpoint every epoch: the joint stage's before/after, the SR net's PSNR over time
+            runs[-1].config["checkpoint"].update({"every_steps": spe, "keep": 10**6})
+            if args.time_to_quality:  # and a logged step every epoch: the training seconds of each checkpoint
                 runs[-1].config["train"]["log_every"] = spe
         if "oracle" in rows:
             runs.append(run(f"{op}/oracle", run_dir(work, "oracle", op), data / op, op, supervised))
+        if "realsr" in rows:  # supervised on the degradation fitted to the operator's real LR, without pairs
+            fitted = f"fitted:{fitted_degradation(data / op, args.fit_steps).resolve()}"
+            runs.append(run(f"{op}/realsr", run_dir(work, "realsr", op), data / op, fitted, supervised))
     return runs
 
 
@@ -184,6 +207,24 @@ def jpeg_quality_arg(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a quality in [10, 100], 0 (off) or one of {', '.join(MEASURED)}") from None
+
+
+def fitted_degradation(op_data: Path, steps: int) -> Path:
+    """The operator's RealSR-style degradation, fitted on its HR and real-LR folders as `cyclesr data
+    fit-degradation` does (one thread, seeded: the same file every time), kept beside them."""
+    path = op_data / ("fitted.npz" if steps == FitSettings.steps else f"fitted-{steps}.npz")
+    if not path.is_file():
+        t0, threads = time.perf_counter(), torch.get_num_threads()
+        torch.set_num_threads(1)
+        hr = [load_rgb(p) for p in list_images(op_data / "hr")]
+        real_lr = [load_rgb(p) for p in list_images(op_data / "real_lr")]
+        fit = fit_degradation(hr, real_lr, SCALE, FitSettings(steps=steps), log=None)
+        save_fit(fit, path)
+        torch.set_num_threads(threads)
+        print(
+            f"fitted the degradation of {op_data} in {time.perf_counter() - t0:.0f}s: {describe_fit(fit)}", flush=True
+        )
+    return path
 
 
 def median_jpeg_quality(op_data: Path) -> int:
@@ -274,11 +315,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="keep CycleSR's checkpoint of every epoch and report when its SR net first passes bicubic and blind",
     )
+    p.add_argument(
+        "--candidates",
+        default="",
+        help="comma-separated CycleSR variants (tags; `default` = the untagged run) already run on these operators: "
+        "also print the leave-one-operator-out table (each operator scored by the variant the others choose)",
+    )
+    p.add_argument("--fit-steps", type=int, default=FitSettings.steps, help="RealSR-style row: degradation fit steps")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 scenes per split, 5-step epochs, 256² tests")
     args = p.parse_args(argv)
     if args.quick:
         args.steps_per_epoch, args.translation_epochs, args.pretrain_epochs = 5, 1, 1
         args.joint_epochs, args.decay_epochs, args.test_crop = 1, 1, min(args.test_crop, 256)
+        args.fit_steps = 20
     return args
 
 
@@ -317,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.batch_size}, HR patch {args.hr_patch}; PSNR (RGB) per scene; wall = training time, "
         f"{args.jobs} run(s) at a time"
     )
+    use_eval_cache(work / "eval_cache.json")
     per_operator, report = {}, {}
     for op in operators:
         pairs = load_test_pairs(data, op, splits["test"])
@@ -335,12 +385,25 @@ def main(argv: list[str] | None = None) -> int:
         if fidelity is not None:
             print(f"Translation fidelity (CycleSR's G):\n\n{translation_table(fidelity)}\n")
         print(f"{format_targets(targets)}\n\n{SHIFTED}\n\n{format_targets(shifted)}")
+        if fidelity is not None:
+            joint_start = (args.translation_epochs + args.pretrain_epochs) * args.steps_per_epoch
+            after = (results["cyclesr"]["mean"], fidelity)
+            stage = joint_before_after(
+                row_dirs["cyclesr"], pairs, joint_start, after, args.device, args.tile, args.max_shift,
+                args.shift_steps,
+            )  # fmt: skip
+            if stage is not None:
+                report[op]["joint_stage"] = stage
+                print(f"\nThe joint stage (CycleSR):\n\n{joint_table({op: stage})}\n", flush=True)
         if args.time_to_quality and "cyclesr" in row_dirs:
             report[op]["time_to_quality"] = time_to_quality(args, row_dirs["cyclesr"], pairs, results)
             print(f"Time to quality (CycleSR):\n\n{ttq_table({op: report[op]['time_to_quality']})}\n", flush=True)
     if args.time_to_quality:
         ttq = {op: r["time_to_quality"] for op, r in report.items() if "time_to_quality" in r}
         print(f"\n### time to quality (CycleSR)\n\n{ttq_table(ttq)}\n")
+    joint = {op: r["joint_stage"] for op, r in report.items() if "joint_stage" in r}
+    if len(joint) > 1:
+        print(f"\n### the joint stage, every operator\n\n{joint_table(joint)}\n")
     means = mean_over_operators(per_operator)
     mean_targets = check_targets({r: m["psnr_rgb"] for r, m in means.items()})
     mean_shifted = check_targets({r: m["psnr_rgb_best_shift"] for r, m in means.items()})
@@ -364,6 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     results = work / (f"results-{args.tag}.json" if args.tag else "results.json")
     results.write_text(json.dumps(summary, indent=2))
     print(f"\nwrote {results}")
+    if args.candidates:
+        tags = [t.strip() for t in args.candidates.split(",") if t.strip()]
+        heldout = leave_one_out(candidate_scores(work, tags, operators), operators)
+        baselines = {op: {r: res["mean"] for r, res in rows.items()} for op, rows in per_operator.items()}
+        print("\n### held out: each operator scored by the variant the other operators choose\n")
+        print(heldout_table(heldout, baselines))
+        summary["heldout"] = {"candidates": tags, "operators": heldout}
+        results.write_text(json.dumps(summary, indent=2))
     return 0
 
 

@@ -3,11 +3,13 @@ SR on each operator's test set, and how close CycleSR's translation G comes to t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 import yaml
 
-from cyclesr_dist.checkpoint_format import find_checkpoint, network_state
+from cyclesr_dist.atomic import atomic_write_text
+from cyclesr_dist.checkpoint_format import META, find_checkpoint, network_state
 from cyclesr_dist.data.images import clean_downscale, clean_lr_kind, model_to_uint8, uint8_to_model
 from cyclesr_dist.errors import UserError
 from cyclesr_dist.metrics import translation_metrics
@@ -140,6 +143,42 @@ def train_runs(runs: list[Run], work: Path, overrides: list[str], jobs: int) -> 
 
 # --------------------------------------------------------------------------------------------------- evaluation
 
+# Scores already computed, so that a report re-run, or a variant's run beside the shared baselines, scores each
+# checkpoint on each test set once (scoring with the half-pixel shift search takes minutes per operator on 2 cores).
+_EVAL_CACHE: dict[str, Path | None] = {"path": None}
+
+
+def use_eval_cache(path: Path | None) -> None:
+    """Keep scores in `path` (JSON), keyed by checkpoint (its step folder and the time its meta.json was written),
+    test set (a digest of its pixels) and scoring parameters; None: no cache."""
+    _EVAL_CACHE["path"] = path
+
+
+def _pairs_digest(pairs: list) -> str:
+    digest = hashlib.sha1()
+    for name, lr, hr in pairs:
+        digest.update(name.encode() + lr.tobytes() + str(hr.shape).encode())
+        digest.update(hr[:: max(1, hr.shape[0] // 64)].tobytes())  # rows of the HR: a different crop differs
+    return digest.hexdigest()
+
+
+def memo(kind: str, checkpoint: Path, pairs: list, params: dict[str, Any], compute: Callable[[], Any]) -> Any:
+    """`compute()`, or its stored result for the same checkpoint, test set and parameters."""
+    path = _EVAL_CACHE["path"]
+    if path is None:
+        return compute()
+    found = find_checkpoint(checkpoint)
+    stamp = (found.path / META).stat().st_mtime_ns
+    key = json.dumps([kind, str(found.path.resolve()), stamp, _pairs_digest(pairs), params], sort_keys=True)
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    if key in stored:
+        return stored[key]
+    value = compute()
+    stored = json.loads(path.read_text()) if path.is_file() else {}  # another process may have added some
+    stored[key] = value
+    atomic_write_text(path, json.dumps(stored))
+    return value
+
 
 def _bicubic_only(res: dict[str, Any]) -> dict[str, Any]:
     def strip(d: dict[str, Any]) -> dict[str, Any]:
@@ -157,13 +196,22 @@ def evaluate_rows(
     identifiable from unpaired data, see BENCHMARKS.md)."""
     results: dict[str, dict[str, Any]] = {}
     for row, run_dir in row_dirs.items():
-        net = load_sr(run_dir, device=device)
-        res = evaluate_pairs(
-            net, pairs, scale=net_scale(pairs), device=device, tile=tile or None, max_shift=max_shift, subpixel=subpixel
-        )
+        res = score_sr(run_dir, pairs, device, tile, max_shift, subpixel)
         results.setdefault("bicubic", _bicubic_only(res))
         results[row] = res
     return results
+
+
+def score_sr(checkpoint: Path, pairs: list, device: str, tile: int, max_shift: int, subpixel: int) -> dict[str, Any]:
+    """`evaluate_pairs` of the SR net of `checkpoint` (a run folder: its newest checkpoint; or a step folder)."""
+
+    def compute() -> dict[str, Any]:
+        net = load_sr(checkpoint, device=device)
+        return evaluate_pairs(
+            net, pairs, scale=net_scale(pairs), device=device, tile=tile or None, max_shift=max_shift, subpixel=subpixel
+        )
+
+    return memo("sr", checkpoint, pairs, {"tile": tile, "max_shift": max_shift, "subpixel": subpixel}, compute)
 
 
 def net_scale(pairs: list) -> int:
@@ -172,13 +220,20 @@ def net_scale(pairs: list) -> int:
 
 
 @torch.no_grad()
-def translation_fidelity(run_dir: Path, pairs: list, device: str) -> dict[str, Any]:
+def translation_fidelity(run_dir: Path, pairs: list, device: str, checkpoint: Path | None = None) -> dict[str, Any]:
     """`metrics.translation_metrics` of G(clean LR of the test HR) and of that clean LR itself against the test's
     true LR, per scene and averaged (8-bit images, as a saved LR would be; G's noise seeded). The clean LR is the
     run's own (`images.clean_lr_kind` of its config.yaml's `data.hr_to_lr`, as validation makes it), named in the
-    keys: "G(bicubic LR)", "bicubic LR"."""
+    keys: "G(bicubic LR)", "bicubic LR". G is the newest checkpoint's, or that of `checkpoint` (a step folder)."""
+    return memo(
+        "translation", checkpoint or run_dir, pairs, {}, lambda: _translation(run_dir, pairs, device, checkpoint)
+    )
+
+
+@torch.no_grad()
+def _translation(run_dir: Path, pairs: list, device: str, checkpoint: Path | None) -> dict[str, Any]:
     torch.manual_seed(0)
-    gen = load_generator(run_dir).to(device)
+    gen = load_generator(checkpoint or run_dir).to(device)
     kind = clean_lr_kind(yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["hr_to_lr"])
     sources = (f"G({kind} LR)", f"{kind} LR")
     per_scene = []

@@ -1,5 +1,5 @@
 """Smoke test of the quality benchmark (benchmarks/quality.py --quick) end to end for one operator: photo
-download, per-operator data, the five rows trained through the CLI and scored, translation fidelity, targets and
+download, per-operator data, the six rows trained through the CLI and scored, translation fidelity, targets and
 results.json. Numbers are meaningless at this budget; only that it all runs and reports is checked.
 
 Skipped, with the reason, when the photo package cannot be downloaded (no network or no apt); any other
@@ -42,15 +42,15 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert "### blur" in out and "Translation fidelity" in out and "CycleSR ≥ blind" in out
     results = json.loads((tmp_path / "results.json").read_text())
     blur = results["operators"]["blur"]
-    assert list(blur["rows"]) == ["bicubic", "bicubic-trained", "blind", "cyclesr", "oracle"]
+    assert list(blur["rows"]) == ["bicubic", "bicubic-trained", "blind", "realsr", "cyclesr", "oracle"]
     for row in blur["rows"].values():
         assert [im["name"] for im in row["images"]] == quality_data.splits_for(True)["test"]
         assert 15 < row["mean"]["psnr_rgb"] < 60 and 0 < row["mean"]["ssim_rgb"] <= 1
-    assert all(blur["wall_s"][r] > 0 for r in ("bicubic-trained", "blind", "cyclesr", "oracle"))
+    assert all(blur["wall_s"][r] > 0 for r in ("bicubic-trained", "blind", "realsr", "cyclesr", "oracle"))
     assert set(blur["translation"]["mean"]) == {"G(sampled LR)", "sampled LR"}  # the clean LR G was given
-    assert [t["met"] in (True, False) for t in blur["targets"]] == [True] * 3
-    assert [t["met"] in (True, False) for t in blur["targets_best_shift"]] == [True] * 3
-    assert "By best-shift PSNR" in out and len(results["targets_mean_best_shift"]) == 3
+    assert [t["met"] in (True, False) for t in blur["targets"]] == [True] * 4  # the RealSR-style peer's too
+    assert [t["met"] in (True, False) for t in blur["targets_best_shift"]] == [True] * 4
+    assert "By best-shift PSNR" in out and len(results["targets_mean_best_shift"]) == 4
     # time to quality: CycleSR's SR net scored at every epoch's checkpoint after its first SR update (quick: 5-step
     # epochs, 1 translation epoch), and where it passes each baseline is one of those points or none
     ttq = blur["time_to_quality"]
@@ -58,12 +58,31 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert all(p["train_s"] > 0 and 15 < p["psnr_rgb"] < 60 for p in ttq["curve"])
     assert set(ttq["first"]) == {"bicubic", "blind"} and all(v in [None, *ttq["curve"]] for v in ttq["first"].values())
     assert "### time to quality" in out
-    assert len(results["targets_mean"]) == 3 and "cyclesr" in results["mean_over_operators"]
+    assert len(results["targets_mean"]) == 4 and "cyclesr" in results["mean_over_operators"]
+    # the joint stage: the SR net and G at the end of SR pre-training (step 10: one translation and one pre-training
+    # epoch of 5 steps), against the end
+    joint = blur["joint_stage"]
+    assert joint["joint_start_step"] == 10 and set(joint["sr"]) == set(joint["translation"]) == {"before", "after"}
+    assert joint["sr"]["after"]["psnr_rgb"] == blur["rows"]["cyclesr"]["mean"]["psnr_rgb"]
+    assert joint["sr"]["before"]["psnr_rgb"] != joint["sr"]["after"]["psnr_rgb"]  # five SR updates apart
+    assert "The joint stage (CycleSR)" in out
+
+    # again with the defaults as the only candidate: nothing is trained or scored again (the scores are cached),
+    # and each operator's held-out score is the defaults' own
+    proc = subprocess.run([*cmd, "--candidates", "default"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "training (" not in proc.stdout and "### held out" in proc.stdout
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["operators"]["blur"]["rows"] == blur["rows"]
+    held = again["heldout"]["operators"]["blur"]
+    assert held["chosen"] == "default" and held["psnr_rgb"] == blur["rows"]["cyclesr"]["mean"]["psnr_rgb"]
 
     # each training row used the LR it is defined by
     configs = {p.stem: p.read_text() for p in (tmp_path / "configs").glob("*.yaml")}
     assert "hr_to_lr: realesrgan" in configs["blind"] and "hr_to_lr: blur" in configs["blur_oracle"]
     assert "hr_to_lr: sampled" in configs["blur_cyclesr"] and "hr_to_lr: bicubic" in configs["bicubic-trained"]
+    fitted = tmp_path / "data" / "blur" / "fitted-20.npz"  # the RealSR-style row's degradation, fitted unpaired
+    assert f"hr_to_lr: fitted:{fitted.resolve()}" in configs["blur_realsr"] and fitted.is_file()
 
     # the manifest says where every scene came from, and the data folders exist
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
@@ -116,3 +135,69 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path: Path, args: list[s
     )
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "work").exists()  # nothing fetched, built or trained
+
+
+def _scores(table: dict[str, list[float]], operators: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """{tag: per-operator best-shift PSNRs} as quality_heldout reads them from results files (plain = shifted − 1)."""
+    return {
+        tag: {op: {"psnr_rgb": v - 1, "psnr_rgb_best_shift": v} for op, v in zip(operators, values, strict=True)}
+        for tag, values in table.items()
+    }
+
+
+def test_leave_one_out_scores_each_operator_by_what_the_others_chose() -> None:
+    """`tuned` wins on a and b but loses badly on c; `steady` is good everywhere. Held out, a and b are scored by
+    whatever the other two prefer, and c by `tuned`, which a and b prefer: its loss on c is the held-out score."""
+    import quality_heldout
+
+    ops = ["a", "b", "c"]
+    scores = _scores({"default": [30.0, 30.0, 30.0], "tuned": [31.0, 31.0, 28.0], "steady": [30.5, 30.6, 30.5]}, ops)
+    held = quality_heldout.leave_one_out(scores, ops)
+    assert {op: h["chosen"] for op, h in held.items()} == {"a": "steady", "b": "steady", "c": "tuned"}
+    assert [held[op]["psnr_rgb_best_shift"] for op in ops] == [30.5, 30.6, 28.0]
+    assert held["c"]["psnr_rgb"] == 27.0  # the chosen variant's plain PSNR comes along
+    assert dict(held["c"]["ranking"]) == {"default": 30.0, "tuned": 31.0, "steady": 30.55}
+    # a tie goes to the candidate named first (the defaults), so a variant has to win to be chosen
+    tie = quality_heldout.leave_one_out(_scores({"default": [30, 30], "other": [30, 30]}, ["a", "b"]), ["a", "b"])
+    assert {h["chosen"] for h in tie.values()} == {"default"}
+    table = quality_heldout.heldout_table(held, {op: {"bicubic": {"psnr_rgb_best_shift": 29.0}} for op in ops})
+    assert "| c | tuned | 27.00 | 28.00 | 29.00 |" in table and table.splitlines()[-1].startswith(
+        "| mean | | 28.70 | 29.70"
+    )
+
+
+def test_candidates_without_results_are_one_line(tmp_path: Path) -> None:
+    import quality_heldout
+
+    mean = {"psnr_rgb": 29.0, "psnr_rgb_best_shift": 29.5}
+    (tmp_path / "results.json").write_text(json.dumps({"operators": {"a": {"rows": {"cyclesr": {"mean": mean}}}}}))
+    with pytest.raises(SystemExit, match=r"no results for candidate 'v2' .*run quality.py with --tag v2 first"):
+        quality_heldout.candidate_scores(tmp_path, ["default", "v2"], ["a"])
+    with pytest.raises(SystemExit, match=r"candidate 'default' has no CycleSR result on b"):
+        quality_heldout.candidate_scores(tmp_path, ["default"], ["a", "b"])
+
+
+def test_joint_verdict_needs_an_sr_gain_and_a_generator_that_holds() -> None:
+    import quality_stages
+
+    def stage(sr: tuple[float, float], psnr: tuple[float, float], spectral: tuple[float, float]) -> dict:
+        return {
+            "sr": {
+                w: {"psnr_rgb": v - 0.3, "psnr_rgb_best_shift": v} for w, v in zip(("before", "after"), sr, strict=True)
+            },
+            "translation": {
+                w: {"psnr": p, "spectral_distance": s}
+                for w, p, s in zip(("before", "after"), psnr, spectral, strict=True)
+            },
+        }
+
+    assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 33.1), (1.0, 0.9))) == {
+        "sr_gains": True,
+        "g_holds": True,
+    }
+    assert quality_stages.joint_verdict(stage((30.0, 30.05), (33.0, 33.1), (1.0, 0.9)))["sr_gains"] is False
+    assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 32.9), (1.0, 0.9)))["g_holds"] is False
+    assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 33.1), (1.0, 1.2)))["g_holds"] is False
+    assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 32.96), (1.0, 1.04)))["g_holds"] is True  # ±0.05
+    table = quality_stages.joint_table({"blur": stage((30.0, 30.2), (33.0, 32.9), (1.0, 0.9))})
+    assert "| blur | 29.70 → 29.90 | 30.00 → 30.20 | 33.00 → 32.90 | 1.00 → 0.90 | yes | **no** |" in table

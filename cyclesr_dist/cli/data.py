@@ -1,4 +1,4 @@
-"""`cyclesr demo-data`, `cyclesr data shard` and `cyclesr data jpeg-quality`."""
+"""`cyclesr demo-data`, `cyclesr data shard`, `cyclesr data jpeg-quality` and `cyclesr data fit-degradation`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,18 @@ def register(sub: Any) -> None:
     p.add_argument("lr_dir", help="folder of real low-resolution photos (searched recursively)")
     p.add_argument("--per-image", action="store_true", help="also print each image's estimate")
     p.set_defaults(run=run_jpeg_quality)
+    p = data.add_parser(
+        "fit-degradation",
+        help="fit the real LR photos' degradation (kernel, noise, JPEG) without pairs; train on it with "
+        "data.hr_to_lr=fitted:FILE",
+    )
+    p.add_argument("--hr", required=True, help="folder of clean HR photos (searched recursively)")
+    p.add_argument("--lr", required=True, help="folder of real low-resolution photos (unpaired)")
+    p.add_argument("--out", required=True, help="file to write (.npz)")
+    p.add_argument("--scale", type=int, default=4, help="HR / LR size (default 4)")
+    p.add_argument("--steps", type=int, default=600, help="adversarial fitting steps (default 600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_fit_degradation)
 
 
 def run_demo_data(args: argparse.Namespace) -> int:
@@ -108,4 +120,27 @@ def run_jpeg_quality(args: argparse.Namespace) -> int:
         f"{summary['images']} of {len(estimates)} images JPEG-compressed, quality {summary['low']}–{summary['high']} "
         f"(median {summary['median']}): model.generator.args.jpeg_quality=[{summary['low']},{summary['high']}]"
     )
+    return 0
+
+
+def run_fit_degradation(args: argparse.Namespace) -> int:
+    from ..cyclesr.degradation_fit import FitSettings, describe_fit, fit_degradation, save_fit
+    from ..data.images import list_images, read_image
+    from ..errors import BadInput
+
+    if args.steps < 1 or args.scale < 1:
+        raise BadInput(f"--steps and --scale must be at least 1, got {args.steps} and {args.scale}")
+    photos = {}
+    for flag, folder in (("--hr", args.hr), ("--lr", args.lr)):
+        photos[flag] = [read_image(p) for p in list_images(folder)]
+        if not photos[flag]:
+            raise BadInput(
+                f"{flag} {folder}: no images; give the folder of {'clean HR' if flag == '--hr' else 'real LR'} photos"
+            )
+    try:
+        fit = fit_degradation(photos["--hr"], photos["--lr"], args.scale, FitSettings(steps=args.steps, seed=args.seed))
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    path = save_fit(fit, args.out)
+    print(f"{describe_fit(fit)} -> {path} (train on it: data.hr_to_lr=fitted:{path})")
     return 0

@@ -11,19 +11,19 @@ it the two 51-tap Gaussian blurs of its unsharp mask; its `target` costs as much
 `DEGRADATIONS` maps a name to a `Degradation` (the operator plus whether the training target is sharpened);
 `get_degradation(name)` looks one up. U(a, b) is uniform, logU log-uniform, U{a..b} uniform over integers.
 
-Sampling phase (`phase`, HR pixels, per axis (y, x)). The antialiased bicubic ×1/s puts LR pixel i at HR
-coordinate s·i + (s−1)/2 (pixel centres at integers). A real sensor or resizer need not: every operator that
-decimates samples LR pixel i at s·i + (s−1)/2 + phase instead. A camera or a resizer has *one* sampling grid, so
-the registered operators pin it (`DEGRADATIONS`: blur (0.5, 0.5), noise_jpeg offset s//2 = phase (0.5, 0.5) at ×4,
-camera (0, 0), downscale_motion (−1, 1) HR px); called directly without `phase`, an operator draws it per call
-from U(−s/2, s/2) per axis, anywhere up to half an LR pixel either side of bicubic's grid. A grid offset that is
-the same for every image cannot be told from the LR images alone (natural images look the same shifted), so only
-a model trained on true pairs can learn it; the quality benchmark therefore also reports the best PSNR over small
-integer shifts. A fractional phase is realised inside the sampling kernel (a Gaussian evaluated off-centre,
-a box or bilinear tap shifted by the fraction), the integer part by where decimation starts; pixels the shifted
-grid needs beyond the border are reflected, and the output is always exactly (H/s)x(W/s). `noise_jpeg` keeps
-`degrade_real`'s point decimation and draws an integer start offset in {0..s−1} per axis instead (phase
-offset − (s−1)/2 ∈ {−1.5, −0.5, 0.5, 1.5} HR px at s = 4).
+Sampling phase (`phase`, HR pixels, per axis (y, x)). The antialiased bicubic ×1/s puts LR pixel i at HR coordinate
+s·i + (s−1)/2 (pixel centres at integers). A real sensor or resizer need not: every operator that decimates samples
+LR pixel i at s·i + (s−1)/2 + phase instead. A camera or a resizer has *one* sampling grid, so the registered
+operators pin it (`DEGRADATIONS`: blur (0.5, 0.5), noise_jpeg offset s//2 = phase (0.5, 0.5) at ×4, camera (0, 0),
+downscale_motion (−1, 1), resize_chain (−0.5, −0.5), phone (1, −0.5) HR px); called directly without `phase`, an
+operator draws it per call from U(−s/2, s/2) per axis, anywhere up to half an LR pixel either side of bicubic's
+grid. A grid offset that is the same for every image cannot be told from the LR images alone (natural images look
+the same shifted), so only a model trained on true pairs can learn it; the quality benchmark therefore also reports
+the best PSNR over small integer shifts. A fractional phase is realised inside the sampling kernel (a Gaussian
+evaluated off-centre, a box or bilinear tap shifted by the fraction), the integer part by where decimation starts;
+pixels the shifted grid needs beyond the border are reflected, and the output is always exactly (H/s)x(W/s).
+`noise_jpeg` keeps `degrade_real`'s point decimation and draws an integer start offset in {0..s−1} per axis instead
+(phase offset − (s−1)/2 ∈ {−1.5, −0.5, 0.5, 1.5} HR px at s = 4).
 
 blur (`degrade_blur`): blur-dominated.
     kernel      isotropic Gaussian with p = 0.5, σ ~ U(1, 2.5) HR px (`sigma`: (σ1, σ2)); else anisotropic,
@@ -56,6 +56,31 @@ downscale_motion (`degrade_downscale_motion`): another resizer plus camera shake
                 aliasing): `downscaler` "area" | "bilinear"; both at the phase above (`phase`)
     noise       Gaussian, σ ~ U(0.5, 2) / 255 (`noise`)
     JPEG        quality ~ U{80..95} (`quality`)
+
+resize_chain (`degrade_resize_chain`, `pipelines.py`): two resizers with a JPEG between them, as an image that
+went through a web service and an editor; s even.
+    first       antialiased Lanczos-3 ×2/s (the kernel stretched by s/2, its negative lobes kept) at the phase
+                above (`phase`), rounded to 8 bits and JPEG-compressed at quality ~ U{60..85} (`quality1`)
+    second      Keys cubic (a = −0.5) ×1/2 without antialiasing: four taps half-way between two pixels, two
+                of them negative (aliasing and slight sharpening)
+    noise       Gaussian, σ ~ U(0.5, 1.5) / 255 (`noise`)
+    JPEG        quality ~ U{80..95} (`quality`); the first JPEG's 8×8 grid lands on a 4×4 LR grid, blurred
+
+phone (`degrade_phone`, `pipelines.py`): a phone's pipeline, whose denoiser smooths before the compression.
+    optics      isotropic Gaussian σ ~ U(0.6, 1.2) HR px (`sigma`), then the s×s pixel aperture at the phase
+                above (`phase`)
+    noise       Poisson-Gaussian per RGB channel (so partly chroma noise): shot gain a ~ logU(3e-4, 2e-3)
+                (`shot`; σ at white 4.4–11 / 255), σ_read ~ U(1, 3) / 255 (`read`)
+    denoiser    in JFIF YCbCr: luma by a 5×5 bilateral filter (σ 1.2 px, range σ = strength × the noise σ
+                expected at mid-grey, strength ~ U(1.5, 3), `strength`), chroma by a Gaussian σ ~ U(1, 2) LR px
+                (`chroma_blur`): flattened fine texture, colour bleeding across edges
+    colour      chroma × saturation ~ U(1, 1.2) (`saturation`)
+    sharpening  unsharp mask on luma, amount ~ U(0.3, 0.8) (`amount`), radius 1 LR px
+    JPEG        quality ~ U{60..85} (`quality`)
+
+fitted:PATH (`fitted.py`): the degradation `cyclesr data fit-degradation` fitted to a user's real LR photos, kept
+in PATH: a learned HR kernel and decimation on bicubic's grid, a noise patch cut from the real LR's flattest regions,
+a JPEG at a quality drawn from the measured range (the RealSR-style recipe's pairs).
 
 realesrgan (`degrade_realesrgan`): the blind second-order degradation of Real-ESRGAN (RealESRNet x4plus
 training options), re-implemented here; `sharpen_target=True`: the training target is the unsharp-masked HR
@@ -100,7 +125,9 @@ from functools import partial
 import numpy as np
 
 from .common import anisotropic_gaussian_kernel
+from .fitted import FittedDegradation
 from .operators import degrade_blur, degrade_camera, degrade_downscale_motion, degrade_noise_jpeg, degrade_real
+from .pipelines import degrade_phone, degrade_resize_chain
 from .realesrgan import REALESRGAN_OPTIONS, degrade_realesrgan, usm_sharpen
 
 
@@ -127,29 +154,41 @@ DEGRADATIONS: dict[str, Degradation] = {
         Degradation("camera", partial(degrade_camera, phase=(0.0, 0.0))),
         Degradation("downscale_motion", partial(degrade_downscale_motion, phase=(-1.0, 1.0))),
         Degradation("realesrgan", degrade_realesrgan, sharpen_target=True),
+        # after realesrgan, so that the quality benchmark's seeds (by position) of the others stay what they were
+        Degradation("resize_chain", partial(degrade_resize_chain, phase=(-0.5, -0.5))),
+        Degradation("phone", partial(degrade_phone, phase=(1.0, -0.5))),
     )
 }
 
 
+FITTED = "fitted:"  # `fitted:PATH`: the operator of a fitted degradation file (`fitted.py`)
+
+
 def get_degradation(name: str) -> Degradation:
-    """The registered degradation `name`; ValueError naming the valid names otherwise."""
+    """The registered degradation `name`, or `fitted:PATH`'s; ValueError naming the valid names otherwise."""
+    if name.startswith(FITTED):
+        return Degradation(name, FittedDegradation(name[len(FITTED) :]))
     try:
         return DEGRADATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown degradation {name!r}; valid: {', '.join(DEGRADATIONS)}") from None
+        raise ValueError(f"unknown degradation {name!r}; valid: {', '.join(DEGRADATIONS)}, {FITTED}PATH") from None
 
 
 __all__ = [
     "DEGRADATIONS",
+    "FITTED",
     "REALESRGAN_OPTIONS",
     "Degradation",
+    "FittedDegradation",
     "anisotropic_gaussian_kernel",
     "degrade_blur",
     "degrade_camera",
     "degrade_downscale_motion",
     "degrade_noise_jpeg",
+    "degrade_phone",
     "degrade_real",
     "degrade_realesrgan",
+    "degrade_resize_chain",
     "get_degradation",
     "usm_sharpen",
 ]

@@ -113,6 +113,8 @@ def _collect_inputs(items: list[str]) -> list[Path]:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from ..data.images import check_image, read_image, save_rgb
     from ..serve.export import load_sr
     from ..serve.tiling import net_upscale, upscale_image
@@ -132,11 +134,15 @@ def run_upscale(args: argparse.Namespace) -> int:
     net = load_sr(args.checkpoint, device=args.device)
     scale = net_upscale(net)
     writable_folder(out_dir, "--out")
+    # a progress bar for many images on a terminal; the per-image lines print above it
+    bar = tqdm(total=len(inputs), unit="image", disable=len(inputs) < 2 or not sys.stderr.isatty())
     for src, dst in zip(inputs, targets, strict=True):
         lr = read_image(src)
         sr = upscale_image(net, lr, tile=args.tile, overlap=args.overlap, device=args.device)
         save_rgb(sr, dst)
-        print(f"{src} ({lr.shape[1]}x{lr.shape[0]}) -> {dst} ({sr.shape[1]}x{sr.shape[0]}, x{scale})")
+        bar.write(f"{src} ({lr.shape[1]}x{lr.shape[0]}) -> {dst} ({sr.shape[1]}x{sr.shape[0]}, x{scale})")
+        bar.update()
+    bar.close()
     return 0
 
 

@@ -12,19 +12,24 @@ import numpy as np
 import pytest
 import torch
 
-from cyclesr_dist.data.images import save_rgb
+from cyclesr_dist.data.images import load_rgb, save_rgb
 from cyclesr_dist.errors import BadInput
 from cyclesr_dist.models import SR_NETS
-from cyclesr_dist.serve.export import FORMATS, export_formats, export_sr, load_sr, read_sr_source
+from cyclesr_dist.serve.export import FORMATS, export_sr, load_sr, read_sr_source
 from cyclesr_dist.serve.model_card import card_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = {"nf": 8, "nb": 2, "bicubic_skip": True}
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "cyclesr_dist.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small SR net trained (as far as its file says) in [0, 1], exported in every format."""
+    """A small SR net trained (as far as its file says) in [0, 1], exported in every format by the CLI."""
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
     net = SR_NETS.build("vdsr_lr", ARGS)
@@ -32,7 +37,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     export_sr(net, "vdsr_lr", ARGS, root / "source.pt", (0.0, 1.0))
-    paths = export_formats(read_sr_source(root / "source.pt"), root / "sr.pt", list(FORMATS))
+    done = cli(
+        "export",
+        "--checkpoint",
+        str(root / "source.pt"),
+        "--out",
+        str(root / "out" / "sr"),
+        "--format",
+        ",".join(FORMATS),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    paths = sorted((root / "out").iterdir())
     return {p.suffix: p for p in paths} | {"source": root / "source.pt", "root": root}
 
 
@@ -81,33 +96,22 @@ def test_a_damaged_file_of_each_format_is_one_line(exported: dict[str, Path], su
 def test_cli_exports_every_format_with_a_model_card_and_upscales_with_each(
     exported: dict[str, Path], tmp_path: Path
 ) -> None:
+    assert sorted(p.name for p in exported[".onnx"].parent.iterdir()) == [
+        "MODEL_CARD.md",
+        "sr.onnx",
+        "sr.pt",
+        "sr.safetensors",
+    ]
+    card = exported[".md"].read_text()
+    assert "`vdsr_lr`" in card and "sr.onnx" in card and "not known" in card  # an exported file has no run folder
     lr = (np.random.default_rng(1).random((23, 31, 3)) * 255).astype(np.uint8)
     save_rgb(lr, tmp_path / "photo.png")
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "cyclesr_dist.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-        )
-
-    done = cli(
-        "export",
-        "--checkpoint",
-        str(exported["source"]),
-        "--out",
-        str(tmp_path / "out" / "sr"),
-        "--format",
-        "onnx,safetensors",
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["MODEL_CARD.md", "sr.onnx", "sr.safetensors"]
-    card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
-    assert "`vdsr_lr`" in card and "sr.onnx" in card and "not known" in card  # an exported file has no run folder
     outputs = {}
     for suffix in (".onnx", ".safetensors"):
         done = cli(
             "upscale",
             "--checkpoint",
-            str(tmp_path / "out" / f"sr{suffix}"),
+            str(exported[suffix]),
             "--out",
             str(tmp_path / suffix),
             "--tile",
@@ -115,8 +119,6 @@ def test_cli_exports_every_format_with_a_model_card_and_upscales_with_each(
             str(tmp_path / "photo.png"),
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        from cyclesr_dist.data.images import load_rgb
-
         outputs[suffix] = load_rgb(tmp_path / suffix / "photo.png").astype(int)
     assert outputs[".onnx"].shape == (92, 124, 3)
     assert np.abs(outputs[".onnx"] - outputs[".safetensors"]).max() <= 1  # the same pixels, up to rounding

@@ -1,6 +1,6 @@
 """Unpaired-SR quality benchmark on real photos, one table per degradation operator.
 
-Data (benchmarks/quality_data.py): 33 photographs from Debian's mate-backgrounds, lomiri-wallpapers-16.04/-20.04
+Data (benchmarks/quality_suite/data.py): 33 photographs from Debian's mate-backgrounds, lomiri-wallpapers-16.04/-20.04
 and plasma-workspace-wallpapers (`apt-get download` + `dpkg -x`, .debs kept in --cache), split by scene into an
 HR domain (13 scenes), a real-LR domain (13) and a test set (7), each mixing nature, man-made scenes and textures.
 Per operator of `cyclesr_dist.data.degrade` (--operators; default blur, noise_jpeg, camera, downscale_motion and the
@@ -29,12 +29,12 @@ its own --tag or the run's folder removed; --jobs N runs N at once, each with OM
 scored with `evaluate_pairs` (PSNR/SSIM, RGB and Y, shave 4). Also per operator: translation fidelity of CycleSR's
 G on the test scenes (`metrics.translation_metrics` of G(clean LR) and of the clean LR against the true LR), and
 the targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ RealSR-style, ≥ 70 % of the oracle's gain over the best of
-bicubic-trained, blind and RealSR-style; and the joint stage's before/after (`quality_stages`: the SR net and G at
+bicubic-trained, blind and RealSR-style; and the joint stage's before/after (`quality_suite.stages`: the SR net and G at
 the end of SR pre-training against the end; CycleSR keeps a checkpoint every epoch). --candidates TAGS adds the
-leave-one-operator-out table (`quality_heldout`): each operator scored by the variant the others choose.
+leave-one-operator-out table (`quality_suite.heldout`): each operator scored by the variant the others choose.
 Scores are cached in WORK/eval_cache.json by checkpoint, test set and scoring parameters.
 With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds when (SR updates, training
-seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_ttq.py).
+seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_suite/ttq.py).
 
 CycleSR's networks default to the options measured to help (BENCHMARKS.md, "Quality"): identity-skip generators
 at full LR resolution with per-pixel noise at the tail and a JPEG stage at G's end drawing its quality per image
@@ -61,9 +61,10 @@ for _path in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(_path))
 
 import torch  # noqa: E402
-from quality_data import SCALE, SCENES, build_data, fetch_photos, load_test_pairs, splits_for  # noqa: E402
-from quality_heldout import candidate_scores, heldout_table, leave_one_out  # noqa: E402
-from quality_report import (  # noqa: E402
+from quality_suite.data import SCALE, SCENES, build_data, fetch_photos, load_test_pairs, splits_for  # noqa: E402
+from quality_suite.heldout import candidate_scores, heldout_table, leave_one_out  # noqa: E402
+from quality_suite.recipes import make_configs, run_dir  # noqa: E402
+from quality_suite.report import (  # noqa: E402
     ROWS,
     check_targets,
     format_targets,
@@ -72,8 +73,7 @@ from quality_report import (  # noqa: E402
     operator_table,
     translation_table,
 )
-from quality_runs import (  # noqa: E402
-    Run,
+from quality_suite.runs import (  # noqa: E402
     checkpoint_step,
     evaluate_rows,
     read_wall,
@@ -81,108 +81,15 @@ from quality_runs import (  # noqa: E402
     translation_fidelity,
     use_eval_cache,
 )
-from quality_stages import joint_before_after, joint_table  # noqa: E402
-from quality_ttq import first_passing, sr_curve, ttq_table  # noqa: E402
+from quality_suite.stages import joint_before_after, joint_table  # noqa: E402
+from quality_suite.ttq import first_passing, sr_curve, ttq_table  # noqa: E402
 
-from cyclesr_dist.cyclesr.degradation_fit import FitSettings, describe_fit, fit_degradation, save_fit  # noqa: E402
+from cyclesr_dist.cyclesr.degradation_fit import FitSettings  # noqa: E402
 from cyclesr_dist.data.degrade import DEGRADATIONS  # noqa: E402
-from cyclesr_dist.data.images import CLEAN_LR, list_images, load_rgb  # noqa: E402
-from cyclesr_dist.data.jpeg_estimate import estimate_folder, quality_summary  # noqa: E402
+from cyclesr_dist.data.images import CLEAN_LR  # noqa: E402
 
 DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "resize_chain", "phone"]
 TRAINED = ROWS[1:]
-
-
-def run_dir(work: Path, row: str, operator: str, tag: str = "") -> Path:
-    """Where a row's run lives; a tagged CycleSR variant gets its own folder next to the shared baselines."""
-    if row in ("bicubic-trained", "blind"):
-        return work / row
-    return work / operator / (f"{row}-{tag}" if row == "cyclesr" and tag else row)
-
-
-def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: list[str], rows: list[str]) -> list[Run]:
-    """Trainer configs. Epoch e of a supervised run is epoch e + translation_epochs of the CycleSR run, so the SR
-    network sees the same number of updates at the same learning rates in every run."""
-    spe = args.steps_per_epoch
-    trans, pre, joint, decay = args.translation_epochs, args.pretrain_epochs, args.joint_epochs, args.decay_epochs
-    if decay > pre + joint:
-        raise SystemExit("--decay-epochs must not exceed --pretrain-epochs + --joint-epochs")
-    sr_epochs = pre + joint
-    generator_args = {
-        "ngf": args.ngf,
-        "n_blocks": args.n_blocks,
-        "up_mode": args.g_up_mode,
-        "residual": args.g_residual,
-        "n_downsampling": args.g_downsampling,
-        "noise_channels": args.g_noise_channels,
-        "noise_at": args.g_noise_at,
-        # auto: the trainer measures the range on the operator's real LR, as for any user (`jpeg_quality: auto`)
-        **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality not in (0, "auto-median") else {}),
-        **({"input_blur": args.g_input_blur} if args.g_input_blur else {}),
-    }
-    base = {
-        "seed": args.seed,
-        "model": {
-            "generator": {"name": "resnet", "args": generator_args},
-            "discriminator": {
-                "name": "patchgan",
-                "args": {"ndf": args.ndf, "n_layers": 3, "high_pass": args.d_high_pass},
-            },
-            "sr": {"name": args.sr_net, "args": json.loads(args.sr_args)},
-        },
-        "data": {
-            "kind": "folder",
-            "hr_patch": args.hr_patch,
-            "batch_size": args.batch_size,
-            "num_workers": args.num_workers,
-            "steps_per_epoch": spe,
-        },
-        "train": {"log_every": 50, "image_every": 0, "val_every_epochs": 1000},
-        "checkpoint": {"every_steps": 500, "keep": 1, "resume": "auto"},
-        "wandb": {"mode": "disabled"},
-        "loss": {"cycle_sr_lam": args.cycle_sr_lam, "content_low_pass": args.content_low_pass},
-        "optim": {"sr_lr": args.sr_lr},
-    }
-    supervised = (
-        {"n_epoch": sr_epochs - decay, "n_epoch_decay": decay},
-        {"sr_pretrain_epoch": 1, "joint_epoch": 10**6},  # every epoch is SR pre-training
-        sr_epochs * spe,
-    )
-    unpaired = (
-        {"n_epoch": trans + sr_epochs - decay, "n_epoch_decay": decay},
-        {"sr_pretrain_epoch": trans + 1, "joint_epoch": trans + pre + 1},
-        (trans + sr_epochs) * spe,
-    )
-
-    def run(run_id: str, out: Path, root: Path, hr_to_lr: str, schedule: tuple) -> Run:
-        cfg = json.loads(json.dumps(base))
-        cfg["data"].update({"root": str(root), "hr_to_lr": hr_to_lr})
-        cfg.update({"output_dir": str(out), "max_steps": schedule[2], "stages": schedule[1]})
-        cfg["optim"].update(schedule[0])
-        return Run(run_id, cfg)
-
-    runs = []
-    if "bicubic-trained" in rows:
-        runs.append(run("bicubic-trained", work / "bicubic-trained", data / "clean", "bicubic", supervised))
-    if "blind" in rows:
-        runs.append(run("blind", work / "blind", data / "clean", "realesrgan", supervised))
-    for op in operators:
-        if "cyclesr" in rows:
-            out = run_dir(work, "cyclesr", op, args.tag)
-            runs.append(run(f"{op}/{out.name}", out, data / op, args.clean_lr, unpaired))
-            if args.g_jpeg_quality == "auto-median":  # `cyclesr data jpeg-quality`'s median, learned from there
-                quality = median_jpeg_quality(data / op)
-                runs[-1].config["model"]["generator"]["args"].update({"jpeg_quality": quality} if quality else {})
-            # a kept checkpoint every epoch: the joint stage's before/after, the SR net's PSNR over time
-            runs[-1].config["checkpoint"].update({"every_steps": spe, "keep": 10**6})
-            if args.time_to_quality:  # and a logged step every epoch: the training seconds of each checkpoint
-                runs[-1].config["train"]["log_every"] = spe
-        if "oracle" in rows:
-            runs.append(run(f"{op}/oracle", run_dir(work, "oracle", op), data / op, op, supervised))
-        if "realsr" in rows:  # supervised on the degradation fitted to the operator's real LR, without pairs
-            fitted = f"fitted:{fitted_degradation(data / op, args.fit_steps).resolve()}"
-            runs.append(run(f"{op}/realsr", run_dir(work, "realsr", op), data / op, fitted, supervised))
-    return runs
 
 
 # The targets again with every row at its best shift: a sampling grid offset from bicubic's is invisible without
@@ -207,36 +114,6 @@ def jpeg_quality_arg(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a quality in [10, 100], 0 (off) or one of {', '.join(MEASURED)}") from None
-
-
-def fitted_degradation(op_data: Path, steps: int) -> Path:
-    """The operator's RealSR-style degradation, fitted on its HR and real-LR folders as `cyclesr data
-    fit-degradation` does (one thread, seeded: the same file every time), kept beside them."""
-    path = op_data / ("fitted.npz" if steps == FitSettings.steps else f"fitted-{steps}.npz")
-    if not path.is_file():
-        t0, threads = time.perf_counter(), torch.get_num_threads()
-        torch.set_num_threads(1)
-        hr = [load_rgb(p) for p in list_images(op_data / "hr")]
-        real_lr = [load_rgb(p) for p in list_images(op_data / "real_lr")]
-        fit = fit_degradation(hr, real_lr, SCALE, FitSettings(steps=steps), log=None)
-        save_fit(fit, path)
-        torch.set_num_threads(threads)
-        print(
-            f"fitted the degradation of {op_data} in {time.perf_counter() - t0:.0f}s: {describe_fit(fit)}", flush=True
-        )
-    return path
-
-
-def median_jpeg_quality(op_data: Path) -> int:
-    """The real LR's median JPEG quality (`cyclesr_dist.data.jpeg_estimate`, cached beside them); 0 (stage off) if
-    none is JPEG-compressed."""
-    cache = op_data / "jpeg_quality.json"
-    if not cache.is_file():
-        cache.write_text(json.dumps(quality_summary(estimate_folder(op_data / "real_lr"))))
-    summary = json.loads(cache.read_text())
-    if summary is None:
-        return 0
-    return summary["median"]
 
 
 def time_to_quality(args: argparse.Namespace, cyclesr_dir: Path, pairs: list, results: dict) -> dict:

@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
-from quality_data import SCALE, load_test_pairs  # noqa: E402
-from quality_runs import load_generator, load_network  # noqa: E402
+from quality_suite.data import SCALE, load_test_pairs  # noqa: E402
+from quality_suite.runs import load_generator, load_network  # noqa: E402
 
 from cyclesr_dist.cyclesr.blur_estimate import clean_lr, estimate_input_blur  # noqa: E402
 from cyclesr_dist.data.degrade import get_degradation  # noqa: E402

@@ -20,7 +20,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import quality_data  # noqa: E402
+from quality_suite import data as quality_data  # noqa: E402
 
 CACHE = REPO / "data" / "photo-cache"
 
@@ -138,7 +138,7 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path: Path, args: list[s
 
 
 def _scores(table: dict[str, list[float]], operators: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """{tag: per-operator best-shift PSNRs} as quality_heldout reads them from results files (plain = shifted − 1)."""
+    """{tag: per-operator best-shift PSNRs} as `heldout` reads them from results files (plain = shifted − 1)."""
     return {
         tag: {op: {"psnr_rgb": v - 1, "psnr_rgb_best_shift": v} for op, v in zip(operators, values, strict=True)}
         for tag, values in table.items()
@@ -148,7 +148,7 @@ def _scores(table: dict[str, list[float]], operators: list[str]) -> dict[str, di
 def test_leave_one_out_scores_each_operator_by_what_the_others_chose() -> None:
     """`tuned` wins on a and b but loses badly on c; `steady` is good everywhere. Held out, a and b are scored by
     whatever the other two prefer, and c by `tuned`, which a and b prefer: its loss on c is the held-out score."""
-    import quality_heldout
+    from quality_suite import heldout as quality_heldout
 
     ops = ["a", "b", "c"]
     scores = _scores({"default": [30.0, 30.0, 30.0], "tuned": [31.0, 31.0, 28.0], "steady": [30.5, 30.6, 30.5]}, ops)
@@ -167,7 +167,7 @@ def test_leave_one_out_scores_each_operator_by_what_the_others_chose() -> None:
 
 
 def test_candidates_without_results_are_one_line(tmp_path: Path) -> None:
-    import quality_heldout
+    from quality_suite import heldout as quality_heldout
 
     mean = {"psnr_rgb": 29.0, "psnr_rgb_best_shift": 29.5}
     (tmp_path / "results.json").write_text(json.dumps({"operators": {"a": {"rows": {"cyclesr": {"mean": mean}}}}}))
@@ -178,7 +178,7 @@ def test_candidates_without_results_are_one_line(tmp_path: Path) -> None:
 
 
 def test_joint_verdict_needs_an_sr_gain_and_a_generator_that_holds() -> None:
-    import quality_stages
+    from quality_suite import stages as quality_stages
 
     def stage(sr: tuple[float, float], psnr: tuple[float, float], spectral: tuple[float, float]) -> dict:
         return {

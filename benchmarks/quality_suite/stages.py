@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from quality_runs import score_sr, translation_fidelity
-
 from cyclesr_dist.checkpoint_format import complete_checkpoints, read_checkpoint
+
+from .runs import score_sr, translation_fidelity
 
 # The translation metrics a joint stage must not worsen, and whether higher is better; a change within TOLERANCE
 # (dB, either metric) counts as holding: G's outputs are 8-bit images, and 0.01 dB is not a change a user sees.

@@ -135,6 +135,14 @@ class CheckpointConfig:
 
 
 @dataclass
+class DistConfig:
+    # A rank that waits longer than this for its peers in any collective (a peer died, was cut off or stalled)
+    # stops with one line and exit status PEER_FAILED, and the launcher restarts the job. It must exceed the
+    # longest work one rank does while the others wait: validation and sample grids on rank 0, a checkpoint save.
+    timeout_s: float = 600.0
+
+
+@dataclass
 class WandbConfig:
     mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: online with WANDB_API_KEY, else offline
     project: str = "cyclesr-dist"
@@ -154,6 +162,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     @property
@@ -198,6 +207,8 @@ def check_config(config: Config) -> Config:
     for key, (value, low) in at_least.items():
         if value < low:
             raise ConfigError(f"{key}={value} must be at least {low}")
+    if not config.dist.timeout_s > 0:
+        raise ConfigError(f"dist.timeout_s={config.dist.timeout_s} must be a positive number of seconds")
     if d.hr_patch < d.scale or d.hr_patch % d.scale:
         raise ConfigError(f"data.hr_patch={d.hr_patch} must be a positive multiple of data.scale={d.scale}")
     if not d.value_range[0] < d.value_range[1]:

@@ -19,11 +19,17 @@
 #   VENV            virtualenv to activate first                       [none]
 #   ACCELERATE_CONFIG  accelerate config file passed as --config_file  [none]
 #   MAX_RESTARTS    stop requeueing after this many restarts           [50]
+#   MAX_FAILURES    stop requeueing after this many failures in a row without a new checkpoint   [3]
+#   FAILURE_BACKOFF_S  seconds before the requeue after the first failure, doubled per failure in a row  [30]
 #
 # Preemption and time limits: Slurm sends USR1 to this script (B:) 300 s before the time limit; the trap
 # forwards it to the training processes, which agree on a step, save a checkpoint and exit; then the job
 # requeues itself and the next run resumes from the newest complete checkpoint (checkpoint.resume=auto).
 # A job that Slurm preempts or requeues itself gets SIGTERM and KillWait seconds to do the same.
+# Failures: a rank that crashes (killed, out of memory, a GPU error) ends the step (srun --kill-on-bad-exit), and a
+# rank whose peer died or stalled stops after dist.timeout_s with exit 76; either way the job requeues itself
+# after a back-off and resumes from the newest intact checkpoint, unless MAX_FAILURES failures came in a row
+# without a new checkpoint in between (a broken config or node fails fast every time: that stops for a person).
 #
 #SBATCH --job-name=cyclesr
 #SBATCH --nodes=1
@@ -117,7 +123,8 @@ on_usr1() {
 }
 trap on_usr1 USR1
 # On scancel/preemption Slurm signals every process; keep waiting so the trainer can finish its save.
-trap 'log "TERM: waiting for the trainer to save and exit"' TERM
+TERMINATED=0
+trap 'TERMINATED=1; log "TERM: waiting for the trainer to save and exit"' TERM
 
 # One task per node, with all of the node's CPUs (since Slurm 22.05 a step does not inherit --cpus-per-task; where
 # the site binds tasks to CPUs, the launcher and all its workers would otherwise share one core). The launcher
@@ -139,13 +146,32 @@ while :; do
 done
 log "training step exited with $rc"
 
-if ((REQUEUE && rc != 0)); then
-    if ((${SLURM_RESTART_COUNT:-0} >= ${MAX_RESTARTS:-50})); then
-        log "not requeueing: already restarted ${SLURM_RESTART_COUNT} times (MAX_RESTARTS)"
+if ((rc == 0)); then exit 0; fi
+if ((${SLURM_RESTART_COUNT:-0} >= ${MAX_RESTARTS:-50})); then
+    log "not requeueing: already restarted ${SLURM_RESTART_COUNT} times (MAX_RESTARTS)"
+    exit "$rc"
+fi
+if ((TERMINATED && !REQUEUE)); then
+    log "not requeueing: stopped by SIGTERM (scancel, or Slurm's own preemption, which requeues by itself)"
+    exit "$rc"
+fi
+if ((!REQUEUE)); then
+    # A failure, not a preemption. Counted in a row: a new checkpoint since the last failure starts again at 1.
+    newest=$(find "$RUN_DIR/checkpoints" -maxdepth 1 -name 'step-*' -printf '%f\n' 2>/dev/null | sort | tail -n 1)
+    failures=0 since=
+    if [[ -f $RUN_DIR/failures ]]; then read -r failures since <"$RUN_DIR/failures"; fi
+    if [[ $newest != "$since" ]]; then failures=0; fi
+    failures=$((failures + 1))
+    echo "$failures $newest" >"$RUN_DIR/failures"
+    if ((failures > ${MAX_FAILURES:-3})); then
+        log "not requeueing: $failures failures in a row without a new checkpoint (MAX_FAILURES=${MAX_FAILURES:-3})"
         exit "$rc"
     fi
-    log "requeueing; the next run resumes from $RUN_DIR/checkpoints/latest"
-    scontrol requeue "$SLURM_JOB_ID"
-    exit 0
+    backoff=$((${FAILURE_BACKOFF_S:-30} * (1 << (failures - 1))))
+    backoff=$((backoff > 600 ? 600 : backoff))
+    log "training failed (exit $rc), failure $failures in a row; requeueing in ${backoff}s from ${newest:-the start}"
+    sleep "$backoff"
 fi
-exit "$rc"
+log "requeueing; the next run resumes from $RUN_DIR/checkpoints/latest"
+scontrol requeue "$SLURM_JOB_ID"
+exit 0

@@ -93,3 +93,15 @@ def test_bad_file(tmp_path):
     bad.write_text("loss:\n  lambda_cycl: 10\n")
     with pytest.raises(ConfigError, match="unknown config key 'loss.lambda_cycl'"):
         load_config(bad)
+
+
+def test_the_collective_timeout_reaches_the_process_group_even_at_accelerates_default():
+    """Accelerate passes on only the fields of its handler that differ from its defaults: 600 s (its default) must
+    reach torch too, or gloo would wait 30 minutes for a dead peer."""
+    from cyclesr_dist.engine.backends.base import process_group_kwargs
+
+    for seconds in (600, 8):
+        kwargs = process_group_kwargs(load_config(None, [f"dist.timeout_s={seconds}"]), gloo=True).to_kwargs()
+        assert kwargs["backend"] == "gloo" and abs(kwargs["timeout"].total_seconds() - seconds) < 0.01
+    with pytest.raises(ConfigError, match="dist.timeout_s=0.0 must be a positive number of seconds"):
+        load_config(None, ["dist.timeout_s=0"])

@@ -1,5 +1,6 @@
 """Real multi-process training on CPU (gloo) under `accelerate launch`: DDP, preemption, exact resume,
-2→1 resume, SIGKILL during a save, and the offline W&B run. No mocks."""
+2→1 resume, SIGKILL during a save, a rank that stalls or dies (torchrun restarts the run in place), and the offline
+W&B run. No mocks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from cyclesr_dist.checkpoint_format import latest_checkpoint, load_file, read_checkpoint, verify
+from cyclesr_dist.errors import PEER_FAILED
 from cyclesr_dist.errors import PREEMPTED as PREEMPTED_EXIT_CODE
 from cyclesr_dist.testing import checkpoint_weights as final_weights
 
@@ -26,9 +28,12 @@ pytestmark = pytest.mark.slow
 _port = [29700 + os.getpid() % 500]
 
 
-def launch(n_procs: int, *overrides: str, env: dict | None = None, zero_stage: int = 0) -> subprocess.Popen:
+def launch(
+    n_procs: int, *overrides: str, env: dict | None = None, zero_stage: int = 0, launcher: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """`accelerate launch` with n CPU processes (torchrun under the hood), or plain `python train.py` for 1;
-    with `zero_stage`, through the project's DeepSpeed accelerate config instead of DDP."""
+    with `zero_stage`, through the project's DeepSpeed accelerate config instead of DDP; `launcher`: more
+    `accelerate launch` arguments."""
     if zero_stage:
         _port[0] += 1
         cmd = [
@@ -60,6 +65,7 @@ def launch(n_procs: int, *overrides: str, env: dict | None = None, zero_stage: i
             "no",
             "--dynamo_backend",
             "no",
+            *launcher,
             "train.py",
         ]
     else:
@@ -177,6 +183,38 @@ def test_preempted_run_resumes_bitwise_identical(straight_run, demo_data, tmp_pa
         assert a[step]["loss/SR" if "loss/SR" in a[step] else "loss/G"] == b[step].get(
             "loss/SR" if "loss/SR" in a[step] else "loss/G"
         ), step
+
+
+@pytest.mark.parametrize("event", [signal.SIGSTOP, signal.SIGKILL], ids=["stalled", "killed"])
+def test_a_rank_that_stalls_or_dies_restarts_in_place_and_ends_bitwise(straight_run, demo_data, tmp_path, event):
+    """One rank stopped (SIGSTOP: its peer waits dist.timeout_s, then stops with one line and exit 76) or killed
+    mid-run; torchrun (`--max_restarts 1 --rdzv_backend c10d`) ends the other and restarts both, which resume from
+    the newest intact checkpoint (step 8) and end with the uninterrupted run's weights bit for bit."""
+    out, timeout_s = tmp_path / "failed", 20  # also bounds start-up: each rank must reach the rendezvous within it
+    overrides = [*base_overrides(demo_data, out, 16), "checkpoint.every_steps=8", f"dist.timeout_s={timeout_s}"]
+    # c10d, not the default static rendezvous: a static restart reuses the store, and gloo then connects to the
+    # previous processes' addresses and fails
+    proc = launch(2, *overrides, launcher=("--max_restarts", "1", "--rdzv_backend", "c10d"))
+    wait_for_step(out, 9, proc)  # the checkpoint at step 8 is complete before step 9 runs
+    os.kill(worker_pids(proc)[-1], event)
+    started = time.monotonic()
+    code, log = finish(proc)
+    assert code == 0, log[-4000:]
+    if event == signal.SIGSTOP:  # the waiting rank names the collective, the step and the timeout in one line
+        line = next((x for x in log.splitlines() if "rank 0/2: the training step" in x), "")
+        assert f"dist.timeout_s={timeout_s}" in line and "resumes from the newest intact checkpoint (step 8)" in line
+        assert f"(exitcode: {PEER_FAILED})" in log, log[-4000:]
+    assert f"resumed from {out / 'checkpoints' / 'step-00000008'} at step 8" in log, log[-4000:]
+    # the stalled rank's launcher waits 30 s for it to obey SIGTERM before it kills it, then both start again
+    assert time.monotonic() - started < timeout_s + 30 + 120, log[-4000:]
+    # the resumed run drops the log rows of the steps it trains again: each step once, in order
+    assert [row["step"] for row in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())] == list(
+        range(1, 17)
+    )
+    straight, resumed = final_weights(straight_run), final_weights(out)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
 
 
 def test_checkpoint_from_two_processes_resumes_on_one(straight_run, demo_data, tmp_path):

@@ -2,7 +2,8 @@
 and imports what does the work inside the function it runs, so `cyclesr --help` loads no torch.
 
 A user's mistake (`errors.UserError`: a config key, a path, a damaged file) ends with one line on stderr and exit
-status 2; `--debug` or CYCLESR_DEBUG=1 shows its traceback too."""
+status 2; `--debug` or CYCLESR_DEBUG=1 shows its traceback too. A rank whose peer died or stalled
+(`errors.PeerFailure`) ends with one line and exit status 76, which the launchers restart."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 import os
 import sys
 
-from ..errors import USAGE, UserError
+from ..errors import PEER_FAILED, USAGE, PeerFailure, UserError
 from . import checkpoints, data, serve, submit, train
 
 
@@ -32,3 +33,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cyclesr {args.command}: error: {err}", file=sys.stderr)
         return USAGE
+    except PeerFailure as err:  # another rank's failure, not this one's: its traceback says nothing
+        print(f"cyclesr {args.command}: {err}", file=sys.stderr, flush=True)
+        return PEER_FAILED

@@ -21,7 +21,7 @@ from ..checkpoint_format import COMMANDS
 from ..config import Config, config_to_dict, dump_config
 from ..data.images import batch_to_model, save_rgb
 from ..data.loaders import build_train_loader, load_val_pairs
-from ..errors import OK, PREEMPTED, UserError
+from ..errors import OK, PREEMPTED, PeerFailure, UserError
 from ..torch_utils import unwrap
 from .backends import prepare_backend
 from .checkpoint import CheckpointManager, RNGState
@@ -35,6 +35,25 @@ def _barrier() -> None:
     # Plain torch barrier: Accelerate's passes device_ids, which means nothing to gloo.
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+# What gloo says when a peer's process died (its sockets closed or reset) or a wait ran past the timeout; gloo raises
+# them as plain RuntimeErrors, NCCL and the stores as torch.distributed.DistError.
+PEER_ERRORS = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Timed out waiting",
+    "timed out connecting",
+    "Application timeout caused pair closure",
+    "gloo/transport",
+)
+
+
+def peer_failure(err: BaseException) -> bool:
+    """Whether `err` is a collective that failed because of another rank, not a fault of this one."""
+    if isinstance(err, torch.distributed.DistError):
+        return True
+    return isinstance(err, RuntimeError) and any(marker in str(err) for marker in PEER_ERRORS)
 
 
 def check_replicas_identical(nets: dict[str, torch.nn.Module], device: torch.device) -> None:
@@ -176,9 +195,11 @@ class Trainer:
         micro_batches: list[Batch] = []
         tic, samples = time.perf_counter(), 0
         logger.start_progress(total, self.step)
+        activity = "the training step (gradients all-reduced in backward)"
         try:
             while self.step < total:
                 micro_batches = [self._to_device(next(batches)) for _ in range(accumulation)]
+                activity = "the training step (gradients all-reduced in backward)"
                 values = self.train_step(micro_batches)
                 step, samples = self.step, samples + config.data.batch_size
                 logger.advance(str(values.get("stage", "")))
@@ -195,8 +216,10 @@ class Trainer:
                     logger.log(row, step)
                 if self.is_main and config.train.image_every and step % config.train.image_every == 0:
                     logger.log_images(self.model.sample_grids(micro_batches[0], self.val_pairs), step)
+                activity = "the preemption agreement (an all-reduce)"
                 stop = preemption.should_stop(self.device)
                 if stop or step == total or self.checkpoints.due(step):
+                    activity = "the checkpoint save (barriers)"
                     tic_save = time.perf_counter()  # the save stalls every rank: its cost is shown with it
                     path = self.save()
                     logger.info(f"saved checkpoint {path} in {time.perf_counter() - tic_save:.1f} s")
@@ -205,14 +228,29 @@ class Trainer:
                     status = PREEMPTED
                     break
             if status == OK:
+                activity = "the preemption agreement (an all-reduce)"
                 preemption.drain()  # the agreement still in flight: every rank started it
             if self.is_main and status == OK and micro_batches:
                 self._write_final_samples(micro_batches[0])
+            activity = "the final barrier"
+            _barrier()
+        except RuntimeError as err:
+            if self.world_size == 1 or not peer_failure(err):
+                raise
+            raise PeerFailure(self._peer_failure_message(activity, err)) from err
         finally:
             preemption.restore()
             logger.finish()
-        _barrier()
         return status
+
+    def _peer_failure_message(self, activity: str, err: BaseException) -> str:
+        latest = self.checkpoints.latest()
+        what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return (
+            f"rank {self.rank}/{self.world_size}: {activity} at step {self.step + 1} failed: {what[:300]} -- a peer "
+            f"died, was cut off or stalled (dist.timeout_s={self.config.dist.timeout_s:g}); nothing saved; "
+            f"a restart resumes from the newest intact checkpoint ({f'step {latest.step}' if latest else 'none yet'})"
+        )
 
     def _write_final_samples(self, batch: Batch) -> None:
         """The recipe's sample grids of the finished model as PNGs in the output folder (`<name>.png`)."""

@@ -7,6 +7,7 @@ import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,24 @@ class OptimizerOps:
         return unwrap(net)
 
 
+def process_group_kwargs(config: Config, gloo: bool) -> InitProcessGroupKwargs:
+    """The process group's settings: gloo where there is no GPU (`gloo`: the caller knows when that matters) and the
+    collective timeout `dist.timeout_s`, after which a rank waiting for a dead or stalled peer raises."""
+    timeout = timedelta(seconds=config.dist.timeout_s)
+    if timeout == InitProcessGroupKwargs().timeout:
+        # Accelerate passes on only the fields that differ from its defaults: a timeout equal to its default (600 s)
+        # would be dropped, and gloo would wait torch's 30 minutes instead. A millisecond more goes through.
+        timeout += timedelta(milliseconds=1)
+    return InitProcessGroupKwargs(backend="gloo" if gloo else None, timeout=timeout)
+
+
 def build_accelerator(config: Config, **kwargs: Any) -> Accelerator:
-    handlers = list(kwargs.pop("kwargs_handlers", []))
     on_cpu = not torch.cuda.is_available()
-    if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Without gloo Accelerate forms no multi-process world on CPU (every process believes it is rank 0 of 1);
-        # without cpu=True it forms one but reports DistributedType.NO and `prepare` wraps nothing in DDP.
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    # Without gloo Accelerate forms no multi-process world on CPU (every process believes it is rank 0 of 1);
+    # without cpu=True it forms one but reports DistributedType.NO and `prepare` wraps nothing in DDP.
+    gloo = on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
     kwargs.setdefault("step_scheduler_with_optimizer", False)  # learning rates are set by the trainer
-    return Accelerator(cpu=on_cpu, kwargs_handlers=handlers, **kwargs)
+    return Accelerator(cpu=on_cpu, kwargs_handlers=[process_group_kwargs(config, gloo)], **kwargs)
 
 
 def tracker_kwargs(config: Config) -> dict[str, Any]:

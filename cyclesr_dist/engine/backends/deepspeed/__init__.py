@@ -56,7 +56,7 @@ from ....checkpoint_format import Checkpoint
 from ....config import Config
 from ....errors import BadInput
 from ....torch_utils import unwrap
-from ..base import Backend, tracker_kwargs
+from ..base import Backend, process_group_kwargs, tracker_kwargs
 from .backward import DeepSpeedOps, check_engine_internals
 from .checkpoint import load_engines, save_engines
 from .engines import EngineMember, build_engines
@@ -74,7 +74,10 @@ class DeepSpeedBackend(Backend):
         if config.train.compile:
             raise BadInput("train.compile is not supported with the DeepSpeed backend")
         self.settings: DeepSpeedSettings = resolve_settings(config)
-        self.accelerators, self.engines = build_engines(nets, groups, optimizers, self.settings, tracker_kwargs(config))
+        # gloo wherever there is no GPU, one process included (DeepSpeed needs a process group)
+        handlers = [process_group_kwargs(config, gloo=not torch.cuda.is_available())]
+        accelerator_kwargs = {**tracker_kwargs(config), "kwargs_handlers": handlers}
+        self.accelerators, self.engines = build_engines(nets, groups, optimizers, self.settings, accelerator_kwargs)
         for engine in self.engines.values():
             check_engine_internals(engine)
         self.accelerator = next(iter(self.accelerators.values()))  # rank, device, trackers: one shared state

@@ -57,7 +57,6 @@ def build_engines(
     `select_deepspeed_plugin(group)` before each `prepare` picks that group's engine config."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from accelerate.utils import InitProcessGroupKwargs
 
     if AcceleratorState._shared_state:
         raise RuntimeError(
@@ -66,9 +65,6 @@ def build_engines(
         )
     kwargs = dict(accelerator_kwargs)
     handlers = list(kwargs.pop("kwargs_handlers", []))
-    if not torch.cuda.is_available() and not any(isinstance(h, InitProcessGroupKwargs) for h in handlers):
-        # Without gloo Accelerate forms no multi-process world on CPU (every process is rank 0 of 1).
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
     kwargs.setdefault("step_scheduler_with_optimizer", False)
     plugins = {
         name: make_plugin(settings, sum(p.numel() for n in networks for p in nets[n].parameters()))

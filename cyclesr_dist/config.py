@@ -140,6 +140,11 @@ class DistConfig:
     # stops with one line and exit status PEER_FAILED, and the launcher restarts the job. It must exceed the
     # longest work one rank does while the others wait: validation and sample grids on rank 0, a checkpoint save.
     timeout_s: float = 600.0
+    # A rank that completes no step for this long writes its threads' Python stacks to
+    # <output_dir>/heartbeat/stacks-rank-<r>.txt, names the rank that is behind (heartbeat files there) and exits
+    # 76 too. Below timeout_s, so that the names and stacks come before the collective gives up; 0 = off. Must
+    # exceed the longest gap between two steps: validation on rank 0, a save, the first step's compilation.
+    stall_timeout_s: float = 480.0
 
 
 @dataclass
@@ -207,6 +212,8 @@ def check_config(config: Config) -> Config:
     for key, (value, low) in at_least.items():
         if value < low:
             raise ConfigError(f"{key}={value} must be at least {low}")
+    if config.dist.stall_timeout_s < 0:
+        raise ConfigError(f"dist.stall_timeout_s={config.dist.stall_timeout_s} must be 0 (off) or a number of seconds")
     if not config.dist.timeout_s > 0:
         raise ConfigError(f"dist.timeout_s={config.dist.timeout_s} must be a positive number of seconds")
     if d.hr_patch < d.scale or d.hr_patch % d.scale:

@@ -80,6 +80,13 @@ def launch(
     )
 
 
+# torchrun's in-place restart: the c10d rendezvous, with a fresh store per restart. The default static rendezvous
+# and c10d's shared store both keep the last processes' keys, and the restarted ranks then read their peers' old
+# gloo addresses and fail to connect ("connectFullMesh ... Connection refused").
+IN_PLACE_RESTART = ("--max_restarts", "1", "--rdzv_backend", "c10d")
+FRESH_STORE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
 def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
@@ -187,26 +194,29 @@ def test_preempted_run_resumes_bitwise_identical(straight_run, demo_data, tmp_pa
 
 @pytest.mark.parametrize("event", [signal.SIGSTOP, signal.SIGKILL], ids=["stalled", "killed"])
 def test_a_rank_that_stalls_or_dies_restarts_in_place_and_ends_bitwise(straight_run, demo_data, tmp_path, event):
-    """One rank stopped (SIGSTOP: its peer waits dist.timeout_s, then stops with one line and exit 76) or killed
-    mid-run; torchrun (`--max_restarts 1 --rdzv_backend c10d`) ends the other and restarts both, which resume from
-    the newest intact checkpoint (step 8) and end with the uninterrupted run's weights bit for bit."""
-    out, timeout_s = tmp_path / "failed", 20  # also bounds start-up: each rank must reach the rendezvous within it
-    overrides = [*base_overrides(demo_data, out, 16), "checkpoint.every_steps=8", f"dist.timeout_s={timeout_s}"]
-    # c10d, not the default static rendezvous: a static restart reuses the store, and gloo then connects to the
-    # previous processes' addresses and fails
-    proc = launch(2, *overrides, launcher=("--max_restarts", "1", "--rdzv_backend", "c10d"))
+    """One rank stopped (SIGSTOP: the other's watchdog sees no step for dist.stall_timeout_s, writes its stacks,
+    names the frozen rank and exits 76) or killed mid-run; torchrun (IN_PLACE_RESTART) ends the other and restarts
+    both, which resume from the newest intact checkpoint (step 8) and end with the
+    uninterrupted run's weights bit for bit."""
+    out, stall_s = tmp_path / "failed", 10
+    # the collective timeout also bounds start-up (each rank must reach the rendezvous within it): not too short
+    overrides = [*base_overrides(demo_data, out, 16), "checkpoint.every_steps=8", "dist.timeout_s=60"]
+    proc = launch(2, *overrides, f"dist.stall_timeout_s={stall_s}", launcher=IN_PLACE_RESTART, env=FRESH_STORE)
     wait_for_step(out, 9, proc)  # the checkpoint at step 8 is complete before step 9 runs
-    os.kill(worker_pids(proc)[-1], event)
+    frozen = worker_pids(proc)[-1]
+    os.kill(frozen, event)
     started = time.monotonic()
     code, log = finish(proc)
     assert code == 0, log[-4000:]
-    if event == signal.SIGSTOP:  # the waiting rank names the collective, the step and the timeout in one line
-        line = next((x for x in log.splitlines() if "rank 0/2: the training step" in x), "")
-        assert f"dist.timeout_s={timeout_s}" in line and "resumes from the newest intact checkpoint (step 8)" in line
-        assert f"(exitcode: {PEER_FAILED})" in log, log[-4000:]
-    assert f"resumed from {out / 'checkpoints' / 'step-00000008'} at step 8" in log, log[-4000:]
+    if event == signal.SIGSTOP:  # the waiting rank's watchdog: how long, where its stacks are, who is behind
+        line = next((x for x in log.splitlines() if x.startswith("[watchdog] rank 0/2: no step completed")), "")
+        assert f"(dist.stall_timeout_s={stall_s})" in line and f"pid {frozen}" in line, log[-4000:]
+        assert "rank 1 is behind: no heartbeat for" in line and line.endswith(f"exiting with {PEER_FAILED}"), line
+        stacks = (out / "heartbeat" / "stacks-rank-0.txt").read_text()
+        assert "backward" in stacks and "train_step" in stacks, stacks  # rank 0 waited in the gradient all-reduce
     # the stalled rank's launcher waits 30 s for it to obey SIGTERM before it kills it, then both start again
-    assert time.monotonic() - started < timeout_s + 30 + 120, log[-4000:]
+    assert time.monotonic() - started < stall_s + 30 + 120, log[-4000:]
+    assert f"resumed from {out / 'checkpoints' / 'step-00000008'} at step 8" in log, log[-4000:]
     # the resumed run drops the log rows of the steps it trains again: each step once, in order
     assert [row["step"] for row in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())] == list(
         range(1, 17)

@@ -29,6 +29,7 @@ from .preemption import PreemptionFlag
 from .spec import Batch, TrainSpec
 from .threads import configure_threads
 from .tracking import RunLogger
+from .watchdog import StallWatchdog
 
 
 def _barrier() -> None:
@@ -195,6 +196,10 @@ class Trainer:
         micro_batches: list[Batch] = []
         tic, samples = time.perf_counter(), 0
         logger.start_progress(total, self.step)
+        watchdog = None
+        if config.dist.stall_timeout_s:
+            watchdog = StallWatchdog(Path(config.output_dir), self.rank, self.world_size, config.dist.stall_timeout_s)
+            watchdog.start(self.step)
         activity = "the training step (gradients all-reduced in backward)"
         try:
             while self.step < total:
@@ -212,6 +217,8 @@ class Trainer:
                 end_of_epoch = step % spe == 0 and (step // spe) % config.train.val_every_epochs == 0
                 if self.is_main and self.val_pairs and (end_of_epoch or step == total):
                     row |= self.model.validate(self.val_pairs, step)
+                if watchdog:
+                    watchdog.progress(step)  # after the step and its validation: the clock starts again
                 if row:
                     logger.log(row, step)
                 if self.is_main and config.train.image_every and step % config.train.image_every == 0:
@@ -223,6 +230,8 @@ class Trainer:
                     tic_save = time.perf_counter()  # the save stalls every rank: its cost is shown with it
                     path = self.save()
                     logger.info(f"saved checkpoint {path} in {time.perf_counter() - tic_save:.1f} s")
+                    if watchdog:
+                        watchdog.progress(step)
                 if stop:
                     logger.info(f"preempted at step {step}: checkpoint saved, exiting with {PREEMPTED}")
                     status = PREEMPTED
@@ -239,6 +248,8 @@ class Trainer:
                 raise
             raise PeerFailure(self._peer_failure_message(activity, err)) from err
         finally:
+            if watchdog:
+                watchdog.stop()
             preemption.restore()
             logger.finish()
         return status

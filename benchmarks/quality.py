@@ -62,8 +62,8 @@ for _path in (REPO, REPO / "benchmarks"):
 
 import torch  # noqa: E402
 from quality_suite.data import SCALE, SCENES, build_data, fetch_photos, load_test_pairs, splits_for  # noqa: E402
-from quality_suite.heldout import candidate_scores, heldout_table, leave_one_out  # noqa: E402
-from quality_suite.recipes import make_configs, run_dir  # noqa: E402
+from quality_suite.heldout import candidate_scores, heldout_table, leave_one_out, results_file  # noqa: E402
+from quality_suite.recipes import make_configs, production_recipe, run_dir  # noqa: E402
 from quality_suite.report import (  # noqa: E402
     ROWS,
     check_targets,
@@ -164,7 +164,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sr-lr", type=float, default=1e-3, help="SR learning rate of every trained row (as the demo)")
     p.add_argument("--cycle-sr-lam", type=float, default=1000.0, help="weight of the SR loss in CycleSR's G update")
     p.add_argument("--num-workers", type=int, default=1, help="data-loader workers per training run")
-    p.add_argument("--hr-patch", type=int, default=96)
+    p.add_argument("--hr-patch", type=int, default=None, help="HR crop side (default 96; 128 with --production)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=50)
     p.add_argument("--translation-epochs", type=int, default=6, help="CycleSR epochs before the SR net trains")
@@ -200,7 +200,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--fit-steps", type=int, default=FitSettings.steps, help="RealSR-style row: degradation fit steps")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 scenes per split, 5-step epochs, 256² tests")
+    p.add_argument(
+        "--production",
+        action="store_true",
+        help="every trained row with configs/cyclesr.yaml's networks, losses, learning rates and update options "
+        "(the generator/discriminator/SR/learning-rate arguments above are ignored); crops (LR 32² unless "
+        "--hr-patch), batch, precision (fp32) and the step budget stay this command's; runs under WORK/production",
+    )
     args = p.parse_args(argv)
+    if args.hr_patch is None:  # a 3-layer PatchGAN needs more than the small recipe's 24² LR crops
+        args.hr_patch = 128 if args.production else 96
     if args.quick:
         args.steps_per_epoch, args.translation_epochs, args.pretrain_epochs = 5, 1, 1
         args.joint_epochs, args.decay_epochs, args.test_crop = 1, 1, min(args.test_crop, 256)
@@ -235,11 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     walls = train_runs(runs, work, args.overrides, args.jobs)
     print(f"training finished in {time.perf_counter() - t0:.0f}s", flush=True)
 
+    sr = production_recipe()["model"]["sr"] if args.production else {"name": args.sr_net, "args": args.sr_args}
+    sr_net = f"{sr['name']} {sr['args']}" + (" (configs/cyclesr.yaml's networks and recipe)" if args.production else "")
     sr_updates = (args.pretrain_epochs + args.joint_epochs) * args.steps_per_epoch
     total = (args.translation_epochs + args.pretrain_epochs + args.joint_epochs) * args.steps_per_epoch
     print(
-        f"\nx{SCALE} on {len(splits['test'])} held-out scenes (HR ≤ {args.test_crop}², shave {SCALE}); {args.sr_net} "
-        f"{args.sr_args}, {sr_updates} SR updates per trained model (CycleSR: {total} steps), batch "
+        f"\nx{SCALE} on {len(splits['test'])} held-out scenes (HR ≤ {args.test_crop}², shave {SCALE}); {sr_net}, "
+        f"{sr_updates} SR updates per trained model (CycleSR: {total} steps), batch "
         f"{args.batch_size}, HR patch {args.hr_patch}; PSNR (RGB) per scene; wall = training time, "
         f"{args.jobs} run(s) at a time"
     )
@@ -248,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     for op in operators:
         pairs = load_test_pairs(data, op, splits["test"])
         # Rows trained now, and rows an earlier invocation with the same --work trained (shared baselines).
-        row_dirs = {r: run_dir(work, r, op, args.tag) for r in TRAINED}
+        row_dirs = {r: run_dir(work, r, op, args.tag, args.production) for r in TRAINED}
         row_dirs = {r: d for r, d in row_dirs.items() if r in rows or checkpoint_step(d) > 0}
         results = evaluate_rows(row_dirs, pairs, args.device, args.tile, args.max_shift, args.shift_steps)
         row_walls = {r: read_wall(d) for r, d in row_dirs.items()}
@@ -301,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets_mean_best_shift": mean_shifted,
     }
     # a variant's results beside the default's, so that variants run side by side do not overwrite each other
-    results = work / (f"results-{args.tag}.json" if args.tag else "results.json")
+    # the production networks' results as variant "production" (or "production-TAG") beside the small recipe's
+    results = results_file(work, "-".join(["production"] * args.production + [args.tag] * bool(args.tag)))
     results.write_text(json.dumps(summary, indent=2))
     print(f"\nwrote {results}")
     if args.candidates:

@@ -201,3 +201,26 @@ def test_joint_verdict_needs_an_sr_gain_and_a_generator_that_holds() -> None:
     assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 32.96), (1.0, 1.04)))["g_holds"] is True  # ±0.05
     table = quality_stages.joint_table({"blur": stage((30.0, 30.2), (33.0, 32.9), (1.0, 0.9))})
     assert "| blur | 29.70 → 29.90 | 30.00 → 30.20 | 33.00 → 32.90 | 1.00 → 0.90 | yes | **no** |" in table
+
+
+def test_production_option_trains_every_row_with_the_production_networks_and_recipe(tmp_path: Path) -> None:
+    """--production: configs/cyclesr.yaml's networks, losses and learning rates in every row (the SR net of the
+    supervised rows too), LR 32² crops, runs under WORK/production; the benchmark's budget and precision."""
+    import quality
+    from quality_suite.recipes import make_configs
+
+    production = yaml.safe_load((REPO / "configs" / "cyclesr.yaml").read_text())
+    args = quality.parse_args(["--production", "--work", str(tmp_path)])
+    runs = {
+        r.run_id: r.config for r in make_configs(args, tmp_path / "data", tmp_path, ["blur"], ["cyclesr", "oracle"])
+    }
+    assert set(runs) == {"blur/cyclesr", "blur/oracle"}
+    for run_id, config in runs.items():
+        assert config["model"] == production["model"] and config["loss"] == production["loss"], run_id
+        assert config["optim"]["sr_lr"] == production["optim"]["sr_lr"] and config["data"]["hr_patch"] == 128
+        assert (
+            config["output_dir"] == str(tmp_path / "production" / run_id) and "mixed_precision" not in config["train"]
+        )
+    small = quality.parse_args(["--work", str(tmp_path)])
+    config = make_configs(small, tmp_path / "data", tmp_path, ["blur"], ["cyclesr"])[0].config
+    assert config["model"]["generator"]["args"]["ngf"] == 16 and config["data"]["hr_patch"] == 96

@@ -18,12 +18,26 @@ from cyclesr_dist.data.jpeg_estimate import estimate_folder, quality_summary
 from .data import SCALE
 from .runs import Run
 
+PRODUCTION = Path(__file__).resolve().parents[2] / "configs" / "cyclesr.yaml"
 
-def run_dir(work: Path, row: str, operator: str, tag: str = "") -> Path:
-    """Where a row's run lives; a tagged CycleSR variant gets its own folder next to the shared baselines."""
+
+def run_dir(work: Path, row: str, operator: str, tag: str = "", production: bool = False) -> Path:
+    """Where a row's run lives; a tagged CycleSR variant gets its own folder next to the shared baselines. With the
+    production networks every row lives under WORK/production (its SR net is another), sharing WORK's data."""
+    root = work / "production" if production else work
     if row in ("bicubic-trained", "blind"):
-        return work / row
-    return work / operator / (f"{row}-{tag}" if row == "cyclesr" and tag else row)
+        return root / row
+    return root / operator / (f"{row}-{tag}" if row == "cyclesr" and tag else row)
+
+
+def production_recipe() -> dict:
+    """configs/cyclesr.yaml's networks, losses, optimiser settings and update options: what --production trains
+    (crops, batch, precision and the step budget stay the benchmark's)."""
+    import yaml
+
+    config = yaml.safe_load(PRODUCTION.read_text())
+    optim = {k: config["optim"][k] for k in ("cyc_lr", "sr_lr", "betas", "grad_clip")}
+    return {"model": config["model"], "loss": config["loss"], "optim": optim, "train": config["train"]}
 
 
 def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: list[str], rows: list[str]) -> list[Run]:
@@ -80,6 +94,12 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         (trans + sr_epochs) * spe,
     )
 
+    if args.production:
+        recipe = production_recipe()
+        base["model"], base["loss"] = recipe["model"], recipe["loss"]
+        base["optim"].update(recipe["optim"])
+        base["train"]["batched_calls"] = recipe["train"].get("batched_calls", "auto")
+
     def run(run_id: str, out: Path, root: Path, hr_to_lr: str, schedule: tuple) -> Run:
         cfg = json.loads(json.dumps(base))
         cfg["data"].update({"root": str(root), "hr_to_lr": hr_to_lr})
@@ -89,12 +109,21 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
 
     runs = []
     if "bicubic-trained" in rows:
-        runs.append(run("bicubic-trained", work / "bicubic-trained", data / "clean", "bicubic", supervised))
+        out = run_dir(work, "bicubic-trained", "", production=args.production)
+        runs.append(run("bicubic-trained", out, data / "clean", "bicubic", supervised))
     if "blind" in rows:
-        runs.append(run("blind", work / "blind", data / "clean", "realesrgan", supervised))
+        runs.append(
+            run(
+                "blind",
+                run_dir(work, "blind", "", production=args.production),
+                data / "clean",
+                "realesrgan",
+                supervised,
+            )
+        )
     for op in operators:
         if "cyclesr" in rows:
-            out = run_dir(work, "cyclesr", op, args.tag)
+            out = run_dir(work, "cyclesr", op, args.tag, args.production)
             runs.append(run(f"{op}/{out.name}", out, data / op, args.clean_lr, unpaired))
             if args.g_jpeg_quality == "auto-median":  # `cyclesr data jpeg-quality`'s median, learned from there
                 quality = median_jpeg_quality(data / op)
@@ -104,10 +133,13 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
             if args.time_to_quality:  # and a logged step every epoch: the training seconds of each checkpoint
                 runs[-1].config["train"]["log_every"] = spe
         if "oracle" in rows:
-            runs.append(run(f"{op}/oracle", run_dir(work, "oracle", op), data / op, op, supervised))
+            runs.append(
+                run(f"{op}/oracle", run_dir(work, "oracle", op, production=args.production), data / op, op, supervised)
+            )
         if "realsr" in rows:  # supervised on the degradation fitted to the operator's real LR, without pairs
             fitted = f"fitted:{fitted_degradation(data / op, args.fit_steps).resolve()}"
-            runs.append(run(f"{op}/realsr", run_dir(work, "realsr", op), data / op, fitted, supervised))
+            out = run_dir(work, "realsr", op, production=args.production)
+            runs.append(run(f"{op}/realsr", out, data / op, fitted, supervised))
     return runs
 
 

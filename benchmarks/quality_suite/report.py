@@ -113,13 +113,20 @@ def mean_over_operators(per_operator: dict[str, dict[str, dict[str, Any]]]) -> d
 
 
 def mean_table(per_operator: dict[str, dict[str, dict[str, Any]]], means: dict[str, dict[str, float]]) -> str:
+    """Per row: each operator's mean PSNR (and best-shift PSNR in parentheses), then the means over operators."""
     ops = list(per_operator)
     shift = all("psnr_rgb_best_shift" in m for m in means.values())
     head = ["model", *ops, "mean PSNR / SSIM", "PSNR-Y", *(["best-shift PSNR"] if shift else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(op: str, r: str) -> str:
+        if r not in per_operator[op]:
+            return "–"
+        m = per_operator[op][r]["mean"]
+        return f"{m['psnr_rgb']:.2f}" + (f" ({m['psnr_rgb_best_shift']:.2f})" if shift else "")
+
     for r, m in means.items():
-        cells = [ROW_TITLES[r]]
-        cells += [f"{per_operator[op][r]['mean']['psnr_rgb']:.2f}" if r in per_operator[op] else "–" for op in ops]
+        cells = [ROW_TITLES[r], *(cell(op, r) for op in ops)]
         cells += [f"{m['psnr_rgb']:.2f} / {m['ssim_rgb']:.4f}", f"{m['psnr_y']:.2f}"]
         cells += [f"{m['psnr_rgb_best_shift']:.2f}"] if shift else []
         lines.append("| " + " | ".join(cells) + " |")

@@ -156,20 +156,14 @@ if ((TERMINATED && !REQUEUE)); then
     exit "$rc"
 fi
 if ((!REQUEUE)); then
-    # A failure, not a preemption. Counted in a row: a new checkpoint since the last failure starts again at 1.
-    newest=$(find "$RUN_DIR/checkpoints" -maxdepth 1 -name 'step-*' -printf '%f\n' 2>/dev/null | sort | tail -n 1)
-    failures=0 since=
-    if [[ -f $RUN_DIR/failures ]]; then read -r failures since <"$RUN_DIR/failures"; fi
-    if [[ $newest != "$since" ]]; then failures=0; fi
-    failures=$((failures + 1))
-    echo "$failures $newest" >"$RUN_DIR/failures"
-    if ((failures > ${MAX_FAILURES:-3})); then
-        log "not requeueing: $failures failures in a row without a new checkpoint (MAX_FAILURES=${MAX_FAILURES:-3})"
+    # A failure, not a preemption: requeue after a back-off unless too many came in a row without a new checkpoint
+    # (the rule and its counter, RUN_DIR/failures, are cyclesr_dist/launch/failures.py's, shared with Submitit).
+    log "training failed (exit $rc)"
+    if ! backoff=$("$PYTHON" -m cyclesr_dist.launch.failures "$RUN_DIR" --attempt "$SLURM_JOB_ID.${SLURM_RESTART_COUNT:-0}" \
+        --max-failures "${MAX_FAILURES:-3}" --backoff-s "${FAILURE_BACKOFF_S:-30}"); then
+        log "not requeueing (MAX_FAILURES=${MAX_FAILURES:-3})"
         exit "$rc"
     fi
-    backoff=$((${FAILURE_BACKOFF_S:-30} * (1 << (failures - 1))))
-    backoff=$((backoff > 600 ? 600 : backoff))
-    log "training failed (exit $rc), failure $failures in a row; requeueing in ${backoff}s from ${newest:-the start}"
     sleep "$backoff"
 fi
 log "requeueing; the next run resumes from $RUN_DIR/checkpoints/latest"

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long to wait for that save before requeueing anyway (default: 2/3 of --signal-delay-s)",
     )
     parser.add_argument("--max-requeues", type=int, default=20, help="requeues after time-outs (default: 20)")
+    parser.add_argument(
+        "--max-failures", type=int, default=3, help="requeues after failures in a row with no new checkpoint (3)"
+    )
+    parser.add_argument(
+        "--failure-backoff-s", type=float, default=30.0, help="wait before requeueing a failure, doubled per one (30)"
+    )
     parser.add_argument("--name", default="cyclesr", help="job name (default: cyclesr)")
     parser.add_argument(
         "--run-dir", help="output directory of the run: checkpoints, logs, Submitit files (default: runs/NAME-TIME)"

@@ -18,6 +18,10 @@ checkpoint together and the trainer returns 75. Then rank 0 runs Submitit's hand
 :meth:`TrainTask.checkpoint` (a fresh copy of the same task) and requeues the job. A signal handler on rank 0 alone
 could not save: the save is a collective. If the trainer has not installed its handler yet, or has not stopped
 within ``save_grace_s``, the job is requeued at once and resumes from the last periodic checkpoint.
+
+Failures: a rank that crashes takes its task down; the surviving tasks' trainers stop within ``dist.timeout_s``
+(exit 76) and requeue the job themselves, with `launch/failures.py`'s back-off and limit (``--max-failures`` in a
+row without a new checkpoint), as slurm/train.sh does.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import types
@@ -38,6 +43,7 @@ from typing import Any
 import submitit
 
 from ..errors import PREEMPTED
+from .failures import record_failure
 
 
 def _load(spec: str) -> Callable[..., Any]:
@@ -130,6 +136,8 @@ class TrainTask(submitit.helpers.Checkpointable):
         save_grace_s: float = 60.0,
         entry: str,
         loader: str,
+        max_failures: int = 3,
+        failure_backoff_s: float = 30.0,
     ) -> None:
         self.config = str(config)
         self.overrides = list(overrides)
@@ -137,6 +145,8 @@ class TrainTask(submitit.helpers.Checkpointable):
         self.save_grace_s = save_grace_s
         self.entry = entry
         self.loader = loader
+        self.max_failures = max_failures
+        self.failure_backoff_s = failure_backoff_s
 
     def __call__(self) -> int:
         job = submitit.JobEnvironment()
@@ -150,7 +160,13 @@ class TrainTask(submitit.helpers.Checkpointable):
         relay = _PreemptionRelay(self.save_grace_s)
         relay.install()
         config = _load(self.loader)(self.config, list(self.overrides))
-        status = _exit_status(_load(self.entry), config)
+        try:
+            status = _exit_status(_load(self.entry), config)
+        except Exception:
+            self._after_failure(job.job_id, dist.rank)  # a peer died or stalled, or this rank failed
+            raise
+        if status not in (0, PREEMPTED):
+            self._after_failure(job.job_id, dist.rank)
         if relay.fired and status == PREEMPTED:
             _log("checkpoint saved; requeueing")
             relay.hand_over()  # rank 0 exits here (requeued); the other ranks just return
@@ -163,6 +179,23 @@ class TrainTask(submitit.helpers.Checkpointable):
             raise RuntimeError(f"the trainer exited with status {status}")
         return status
 
+    def _after_failure(self, job_id: str, rank: int) -> None:
+        """Requeue the job after a failure, as slurm/train.sh does (`launch.failures`: a back-off, and a stop after
+        too many failures in a row without a new checkpoint). Any rank that survived may be the one to do it: the
+        one that crashed cannot. Submitit itself requeues after preemption and time-outs only."""
+        run_dir = Path([o for o in self.overrides if o.startswith("output_dir=")][-1].partition("=")[2])
+        attempt = f"{job_id}.{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+        decision = record_failure(run_dir, attempt, self.max_failures, self.failure_backoff_s)
+        _log(f"rank {rank}: the run failed; {decision.message}")
+        if not decision.requeue or shutil.which("scontrol") is None:
+            return
+        time.sleep(decision.backoff_s)
+        # `scontrol requeue` makes Slurm SIGTERM every process of the job, this one included: ignored (and inherited
+        # by scontrol, which then lives to report), as in the preemption hand-over.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        requeued = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+        _log(f"requeued job {job_id}" if requeued.returncode == 0 else f"requeue: {requeued.stderr.strip()}")
+
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Resubmit the same task: the state is on disk (the trainer's checkpoints), not in this object."""
         fresh = type(self)(
@@ -172,6 +205,8 @@ class TrainTask(submitit.helpers.Checkpointable):
             save_grace_s=self.save_grace_s,
             entry=self.entry,
             loader=self.loader,
+            max_failures=self.max_failures,
+            failure_backoff_s=self.failure_backoff_s,
         )
         return submitit.helpers.DelayedSubmission(fresh)
 
@@ -240,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
         save_grace_s=grace,
         entry=args.entry,
         loader=args.config_loader,
+        max_failures=args.max_failures,
+        failure_backoff_s=args.failure_backoff_s,
     )
     job = executor.submit(task)
     _log(f"submitted job {job.job_id}; run directory {run_dir}")

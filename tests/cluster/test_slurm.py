@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 from cluster_helpers import (
     FAKE_TRAIN,
@@ -174,3 +175,39 @@ def test_submitit_on_slurm_saves_requeues_and_resumes(slurm, tmp_path):
     assert Counter(steps) == Counter(range(1, 31)), f"a step was trained twice or skipped: {steps}{diag()}"
     out = read_text(logs / f"{job}_0_log.out") + read_text(logs / f"{job}_0_log.err")
     assert "asking the trainer to save" in out and "Requeued job" in out and "resumed from" in out, diag()
+
+
+@pytest.mark.slow
+def test_submitit_task_killed_the_survivor_requeues_and_the_job_resumes(slurm, tmp_path):
+    """`cyclesr submit`, 2 tasks: task 1 SIGKILLed after the checkpoint at step 10 (a crash: nothing of it runs
+    again). Task 0's collective fails at once; it counts the failure (launch/failures.py) and requeues the job,
+    which resumes from step 10 and finishes. Stand-in trainer."""
+    run_dir = tmp_path / "run"
+    config = fake_config(tmp_path / "fake.yaml", max_steps=30, checkpoint={"every_steps": 10}, fake={"step_s": 0.3})
+    cmd = [sys.executable, "-m", "cyclesr_dist.cli", "submit", "--config", str(config), "--cpu", "--nproc-per-node"]
+    cmd += ["2", "--timeout-min", "10", "--run-dir", str(run_dir), "--failure-backoff-s", "0"]
+    cmd += ["--entry", "fake_train:train", "--config-loader", "fake_train:load_config"]
+    proc = subprocess.run(cmd, env=slurm.env(python_env()), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job = int(proc.stdout.split("submitted job ")[1].split(";")[0])
+    logs = run_dir / "submitit" / str(job)
+
+    def diag() -> str:
+        tasks = "".join(read_text(logs / f"{job}_{t}_log.{x}") for t in (0, 1) for x in ("out", "err"))
+        return f"\n{slurm.job_info(job)}\n{tasks}\n{slurm.logs()}"
+
+    wait_for_step(run_dir, 12, timeout=120, alive=job_running(slurm, job), what=diag)  # 8 steps before the next save
+    task1 = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "submitit.core._submit" in " ".join(p.info["cmdline"] or []) and p.environ().get("SLURM_PROCID") == "1"
+    ]
+    assert len(task1) == 1, diag()
+    task1[0].kill()
+    info = slurm.wait_state(job, FINAL_STATES, timeout=180)
+
+    assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) >= 1, diag()
+    assert set(logged_steps(run_dir)) == set(range(1, 31)), diag()
+    out = read_text(logs / f"{job}_0_log.out") + read_text(logs / f"{job}_0_log.err")
+    assert "failure 1 in a row; requeueing in 0s from step-00000010" in out and f"requeued job {job}" in out, diag()
+    assert "resumed from step-00000010" in out, diag()  # the run goes on from the checkpoint before the crash

@@ -86,6 +86,10 @@ class NodeNetwork:
             raise
         return self
 
+    def set_link(self, node: str, up: bool) -> None:
+        """Plug or pull `node`'s cable: its veth end on the bridge up or down (it reaches no one, no one reaches it)."""
+        _ip("link", "set", self._veth[node], "up" if up else "down")
+
     def destroy(self) -> None:
         """Delete what create() made (deleting a namespace also deletes the veth end inside it)."""
         for kind, name in reversed(self.created):

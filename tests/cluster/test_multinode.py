@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -200,6 +201,34 @@ def test_ddp_rank_killed_or_stalled_on_node2_requeues_and_ends_bitwise(
     if event == "stop":  # node 1's rank named what it waited for, and how long
         assert "rank 0/2: the training step (gradients all-reduced in backward) at step" in out, diagnostics
         assert f"(dist.timeout_s={timeout_s})" in out, diagnostics
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1)), f"a step trained twice or skipped{diagnostics}"
+    _assert_two_nodes(out, slurm2, diagnostics, runs=2)
+    _assert_bitwise_equal(ddp_straight[0], run_dir, diagnostics)
+
+
+def test_ddp_node2_cut_off_mid_run_node1_stops_in_time_and_the_job_resumes_bitwise(
+    ddp_straight, slurm2, demo_data, tmp_path
+):
+    """Node 2's link pulled right after the checkpoint at step 6 (no process dies, no connection closes): node 1's
+    rank stops after dist.timeout_s with one line and exit 76. The cable goes back in once it has; the job
+    requeues itself, resumes from step 6 on both nodes and ends bitwise equal to the uninterrupted run."""
+    run_dir, timeout_s = tmp_path / "run", 20
+    overrides = [*_overrides(demo_data, STEPS, steps_per_epoch=STEPS // 3), f"dist.timeout_s={timeout_s}"]
+    job = _sbatch(slurm2, run_dir, overrides, FAILURE_BACKOFF_S="0")
+    diag = lambda: job_diagnostics(slurm2, run_dir, job)  # noqa: E731
+    wait_for_step(run_dir, 7, timeout=240, alive=job_running(slurm2, job), what=diag)
+    slurm2.network.set_link("node2", up=False)
+    cut, line = time.monotonic(), "rank 0/2: the training step (gradients all-reduced in backward) at step"
+    try:
+        while line not in read_text(run_dir / f"slurm-{job}.out") and time.monotonic() - cut < timeout_s + 60:
+            time.sleep(0.2)
+        detected = time.monotonic() - cut
+    finally:
+        slurm2.network.set_link("node2", up=True)
+    assert detected < timeout_s + 15, f"node 1 noticed after {detected:.0f} s{diag()}"
+    info, out, diagnostics = _finish(slurm2, run_dir, job)
+    assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == 1, diagnostics
+    assert f"(dist.timeout_s={timeout_s})" in out and "at step 6 (written by 2 processes)" in out, diagnostics
     assert logged_steps(run_dir) == list(range(1, STEPS + 1)), f"a step trained twice or skipped{diagnostics}"
     _assert_two_nodes(out, slurm2, diagnostics, runs=2)
     _assert_bitwise_equal(ddp_straight[0], run_dir, diagnostics)

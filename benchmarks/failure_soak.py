@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     # room for every event: each comes 1 to `every` steps after the first checkpoint of the run it interrupts
     # (so the launcher sees progress between failures), and loses up to `every` steps
     args.steps = args.steps or 3 * args.every * len(KINDS) * args.events + 2 * args.every
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the daemons in the namespaces run elsewhere: absolute paths
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     kinds = [k for k in KINDS for _ in range(args.events)]

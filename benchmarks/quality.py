@@ -36,7 +36,7 @@ Scores are cached in WORK/eval_cache.json by checkpoint, test set and scoring pa
 With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds when (SR updates, training
 seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_suite/ttq.py).
 
-CycleSR's networks default to the options measured to help (BENCHMARKS.md, "Quality"): identity-skip generators
+CycleSR's networks default to the options measured to help (docs/history/quality-*.md): identity-skip generators
 at full LR resolution with per-pixel noise at the tail and a JPEG stage at G's end drawing its quality per image
 from the range measured on the operator's real LR (--g-jpeg-quality auto, as `cyclesr data jpeg-quality` does)
 and a fixed Gaussian blur of G's input at the σ the trainer measures (--g-input-blur auto), high-pass

@@ -19,7 +19,7 @@ def test_production_config_holds_the_reference_hyper_parameters_and_the_benchmar
     assert c.model.sr.name == "vdsr_lr" and c.model.generator.name == "resnet"
     g, d, sr = c.model.generator.args, c.model.discriminator.args, c.model.sr.args
     assert (g["ngf"], g["n_blocks"], d["ndf"], d["n_layers"], sr["nf"], sr["nb"]) == (64, 9, 64, 3, 64, 20)
-    # the options the quality benchmark's CycleSR rows run with (BENCHMARKS.md, "Quality")
+    # the options the quality benchmark's CycleSR rows run with (docs/history/quality-four-operators.md)
     assert (g["n_downsampling"], g["residual"], g["noise_channels"], g["noise_at"]) == (0, True, 3, "tail")
     assert (g["jpeg_quality"], d["high_pass"], sr["bicubic_skip"], c.loss.content_low_pass) == ("auto", 1.0, True, 1.0)
     assert g["input_blur"] == "auto"

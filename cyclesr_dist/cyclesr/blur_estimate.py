@@ -1,7 +1,7 @@
 """How much blurrier the real LR is than the bicubic LR of the HR photos, measured without pairs.
 
 Why: the translation generator does not learn a blur from the adversarial loss (a learned kernel moved ±0.02 per tap
-in thousands of steps; BENCHMARKS.md, "Quality"), yet a fixed Gaussian given to G (`input_blur`) at the σ measured
+in thousands of steps; docs/history/quality-*.md), yet a fixed Gaussian given to G (`input_blur`) at the σ measured
 here lifted the blur operator by +0.38 dB and the benchmark's mean over four operators by +0.11 dB. So, as with the
 JPEG quality, the blur is measured on the user's photos instead of learned.
 

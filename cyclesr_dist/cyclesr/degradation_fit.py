@@ -4,7 +4,7 @@ cut from flat regions of the real LR (RealSR's trick). What it produces is a fil
 an operator: the RealSR-style recipe trains the SR net on HR photos degraded by it.
 
 How: HR crops go through the kernel and decimation, the noise and a JPEG at a quality drawn per image from the
-range measured on the real LR (`data.jpeg_estimate`: a learned quality drifts, BENCHMARKS.md "Quality"); a
+range measured on the real LR (`data.jpeg_estimate`: a learned quality drifts, docs/history/quality-*.md); a
 discriminator that sees 7×7 LR neighbourhoods without their local mean tells them from real-LR crops (LSGAN), and
 the kernel and the noise levels follow its gradient. The HR crops are cut large enough that the kernel needs no
 padding (a reflected border is a tell the discriminator finds). Priors: the kernel's centre of mass stays on

@@ -2,7 +2,7 @@
 
 G's JPEG stage learns its quality badly (from 90 it drifts to 83–84 whatever the truth), while the quality the real
 LR photos were saved at can be read from their pixels; drawing G's quality per image from that measured range gave
-+0.14 dB on the blur operator and +0.18 dB on the demo (BENCHMARKS.md, "Quality"). Nor does G learn a blur; a fixed
++0.14 dB on the blur operator and +0.18 dB on the demo (docs/history/quality-*.md). Nor does G learn a blur; a fixed
 Gaussian at the σ that gives the bicubic LR the real LR's edge width gave +0.38 dB on the blur operator and +0.11 dB
 in the suite's mean. `auto` makes the trainer do these measurements itself, so a config need not carry numbers that
 belong to one user's photos.

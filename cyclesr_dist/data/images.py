@@ -175,7 +175,7 @@ def bicubic_resize(t: torch.Tensor, scale: float) -> torch.Tensor:
 #   bicubic  antialiased bicubic, the reference's: no aliasing, so G has none to keep
 #   sampled  a Gaussian of σ SAMPLED_SIGMA HR px, then the centre of each s×s cell (bilinear between its middle
 #            pixels, no antialiasing): aliased as a point decimation or a camera's sampling is, which G can then
-#            keep instead of having to invent it (measured: BENCHMARKS.md, "Quality")
+#            keep instead of having to invent it (measured: docs/history/quality-four-operators.md)
 CLEAN_LR = ("bicubic", "sampled")
 SAMPLED_SIGMA = 1.0
 

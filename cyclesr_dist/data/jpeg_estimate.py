@@ -2,7 +2,7 @@
 
 Why: the translation generator's JPEG stage (`model.generator.args.jpeg_quality`) learns its quality from the
 adversarial loss, and on the quality benchmark that does not find the operators' qualities: from 90 it drifts to
-83–84 on every operator, from 97 to 90–100, whatever the truth (BENCHMARKS.md, "Quality"). Yet a decoded JPEG
+83–84 on every operator, from 97 to 90–100, whatever the truth (docs/history/quality-*.md). Yet a decoded JPEG
 still carries its quantisation: its luma DCT coefficients, on the file's 8×8 grid, sit near integer multiples of
 the table the encoder used. So the quality can be measured instead of learned.
 

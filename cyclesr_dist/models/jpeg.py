@@ -1,7 +1,7 @@
 """A differentiable JPEG stage with a learned quality, for the translation generator (not in the reference).
 
 Why: real LR photos are nearly always JPEG files, and a discriminator tells them from clean LR largely by the
-8×8 block grid and the ringing JPEG leaves (BENCHMARKS.md, "Quality": the discriminator probe). A convolutional
+8×8 block grid and the ringing JPEG leaves (docs/history/quality-*.md: the discriminator probe). A convolutional
 generator has no sense of position, so it cannot draw a grid; this stage draws it the way an encoder does.
 
 What it computes, on images in [-1, 1] (the data range; 8-bit value v is v / 127.5 − 1): JFIF RGB → YCbCr,

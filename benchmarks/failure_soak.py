@@ -67,10 +67,10 @@ def sbatch(cluster: NetnsSlurmCluster, run_dir: Path, data: Path, args: argparse
     )  # fmt: skip
 
 
-def node2_worker() -> psutil.Process | None:
+def node2_worker(run_dir: Path) -> psutil.Process | None:
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "train.py" in cmd and "accelerate" not in cmd and "bash" not in cmd:
+        if "train.py" in cmd and f"output_dir={run_dir}" in cmd and "accelerate" not in cmd and "bash" not in cmd:
             try:
                 if proc.environ().get("SLURMD_NODENAME") == "node2":
                     return proc
@@ -99,7 +99,7 @@ def last_step(run_dir: Path) -> int:
 def event(cluster: NetnsSlurmCluster, run_dir: Path, out: Path, kind: str, at: int, timeout_s: float) -> dict:
     """One failure at step >= `at` of the current run; returns what the log says about detection and resume."""
     wait_for(lambda: last_step(run_dir) >= at, 600, f"step {at}")
-    worker = node2_worker()
+    worker = node2_worker(run_dir)
     if worker is None:
         raise RuntimeError("no training process on node2")
     before = read_text(out)
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         straight = work / "straight" / "run"
         job = sbatch(cluster, straight, data, args)
         info = cluster.wait_state(job, FINAL_STATES, timeout=3600)
-        if info["JobState"] != "COMPLETED":
-            raise RuntimeError(f"the uninterrupted run ended {info['JobState']}")
+        if info["JobState"] != "COMPLETED" or int(info["Restarts"]):
+            raise RuntimeError(f"the uninterrupted run ended {info['JobState']} after {info['Restarts']} restarts")
         run_dir = work / "soak" / "run"
         job = sbatch(cluster, run_dir, data, args)
         out = run_dir / f"slurm-{job}.out"

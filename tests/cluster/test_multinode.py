@@ -166,11 +166,11 @@ def test_ddp_two_node_checkpoint_resumes_on_one_node(ddp_straight, slurm2, demo_
 
 
 # ------------------------------------------------------------------------------------- a rank that dies
-def _worker_on(node: str) -> psutil.Process:
-    """The training process (train.py, not its launchers) that Slurm started on `node`."""
+def _worker_on(node: str, run_dir: Path) -> psutil.Process:
+    """The training process (train.py, not its launchers) of the run in `run_dir` that Slurm started on `node`."""
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "train.py" in cmd and "accelerate" not in cmd and "bash" not in cmd:
+        if "train.py" in cmd and f"output_dir={run_dir}" in cmd and "accelerate" not in cmd and "bash" not in cmd:
             try:
                 if proc.environ().get("SLURMD_NODENAME") == node:
                     return proc
@@ -183,24 +183,27 @@ def _worker_on(node: str) -> psutil.Process:
 def test_ddp_rank_killed_or_stalled_on_node2_requeues_and_ends_bitwise(
     ddp_straight, slurm2, demo_data, tmp_path, event
 ):
-    """Node 2's training process SIGKILLed (a crash) or SIGSTOPped (a stall: node 1's rank stops after
-    dist.timeout_s with exit 76) right after the checkpoint at step 6: srun ends the step, slurm/train.sh counts a
-    failure and requeues the job, which resumes from step 6 on both nodes and ends bitwise equal to the
-    uninterrupted run, every step logged once."""
-    run_dir, timeout_s = tmp_path / "run", 20
+    """Node 2's training process SIGKILLed (a crash) or SIGSTOPped (a stall: node 1's watchdog sees no step for
+    dist.stall_timeout_s, writes its stacks, names node 2's rank and exits 76) right after the checkpoint at step 6:
+    srun ends the step, slurm/train.sh counts a failure and requeues the job, which resumes from step 6 on both
+    nodes and ends bitwise equal to the uninterrupted run, every step logged once. (The collective timeout on two
+    nodes: the cut-off test below.)"""
+    run_dir, timeout_s, stall_s = tmp_path / "run", 20, 10
     overrides = [*_overrides(demo_data, STEPS, steps_per_epoch=STEPS // 3), f"dist.timeout_s={timeout_s}"]
+    overrides.append(f"dist.stall_timeout_s={stall_s}")
     job = _sbatch(slurm2, run_dir, overrides, FAILURE_BACKOFF_S="0")
     diag = lambda: job_diagnostics(slurm2, run_dir, job)  # noqa: E731
     wait_for_step(run_dir, 7, timeout=240, alive=job_running(slurm2, job), what=diag)
-    worker = _worker_on("node2")
+    worker = _worker_on("node2", run_dir)
     worker.send_signal(signal.SIGKILL if event == "kill" else signal.SIGSTOP)
     info, out, diagnostics = _finish(slurm2, run_dir, job)
     assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == 1, diagnostics
     assert "failure 1 in a row; requeueing in 0s from step-00000006" in out, diagnostics
     assert "at step 6 (written by 2 processes)" in out, diagnostics
-    if event == "stop":  # node 1's rank named what it waited for, and how long
-        assert "rank 0/2: the training step (gradients all-reduced in backward) at step" in out, diagnostics
-        assert f"(dist.timeout_s={timeout_s})" in out, diagnostics
+    if event == "stop":  # node 1's watchdog: how long, where its stacks are, who is behind and where
+        assert "[watchdog] rank 0/2: no step completed for" in out and f"(dist.stall_timeout_s={stall_s})" in out
+        assert "rank 1 is behind: no heartbeat for" in out and f"(on node2, pid {worker.pid}, step" in out, diagnostics
+        assert "backward" in (run_dir / "heartbeat" / "stacks-rank-0.txt").read_text(), diagnostics
     assert logged_steps(run_dir) == list(range(1, STEPS + 1)), f"a step trained twice or skipped{diagnostics}"
     _assert_two_nodes(out, slurm2, diagnostics, runs=2)
     _assert_bitwise_equal(ddp_straight[0], run_dir, diagnostics)

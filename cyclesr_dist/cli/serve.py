@@ -41,7 +41,9 @@ def register(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="exported SR file or training checkpoint directory")
     p.add_argument("--out", required=True, help="output folder; writes <stem>.png per input")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input images (or folders of images)")
-    p.add_argument("--tile", type=non_negative, default=128, help="tile size in LR pixels; 0 = whole image at once")
+    p.add_argument(
+        "--tile", type=non_negative, default=None, help="tile size in LR pixels (default 256); 0 = whole image at once"
+    )
     p.add_argument("--overlap", type=non_negative, default=16, help="LR pixels of context around each tile")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.set_defaults(run=run_upscale)
@@ -138,7 +140,8 @@ def run_upscale(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(inputs), unit="image", disable=len(inputs) < 2 or not sys.stderr.isatty())
     for src, dst in zip(inputs, targets, strict=True):
         lr = read_image(src)
-        sr = upscale_image(net, lr, tile=args.tile, overlap=args.overlap, device=args.device)
+        tile = {} if args.tile is None else {"tile": args.tile}  # None: the library's measured default
+        sr = upscale_image(net, lr, **tile, overlap=args.overlap, device=args.device)
         save_rgb(sr, dst)
         bar.write(f"{src} ({lr.shape[1]}x{lr.shape[0]}) -> {dst} ({sr.shape[1]}x{sr.shape[0]}, x{scale})")
         bar.update()

@@ -31,15 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 for path in (REPO, REPO / "tests" / "cluster"):
     sys.path.insert(0, str(path))
 
-import psutil  # noqa: E402
 import torch  # noqa: E402
-from cluster_helpers import FINAL_STATES, logged_steps, python_env  # noqa: E402
+from cluster_helpers import FINAL_STATES, logged_steps, python_env, read_text, worker_on  # noqa: E402
 from netns_cluster import NetnsSlurmCluster, NodeNetwork  # noqa: E402
 
 from cyclesr_dist.testing import checkpoint_weights  # noqa: E402
 
 KINDS = ("kill", "stop", "cut")
 GAVE_UP = "rank 0/2: the training step"
+WHOLE = 10**12  # read_text's tail: the whole log, whose length marks where an event's lines start
 
 
 def sbatch(cluster: NetnsSlurmCluster, run_dir: Path, data: Path, args: argparse.Namespace) -> int:
@@ -67,22 +67,6 @@ def sbatch(cluster: NetnsSlurmCluster, run_dir: Path, data: Path, args: argparse
     )  # fmt: skip
 
 
-def node2_worker(run_dir: Path) -> psutil.Process | None:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "train.py" in cmd and f"output_dir={run_dir}" in cmd and "accelerate" not in cmd and "bash" not in cmd:
-            try:
-                if proc.environ().get("SLURMD_NODENAME") == "node2":
-                    return proc
-            except psutil.Error:
-                continue
-    return None
-
-
-def read_text(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 def wait_for(predicate, timeout: float, what: str) -> None:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -99,10 +83,10 @@ def last_step(run_dir: Path) -> int:
 def event(cluster: NetnsSlurmCluster, run_dir: Path, out: Path, kind: str, at: int, timeout_s: float) -> dict:
     """One failure at step >= `at` of the current run; returns what the log says about detection and resume."""
     wait_for(lambda: last_step(run_dir) >= at, 600, f"step {at}")
-    worker = node2_worker(run_dir)
+    worker = worker_on("node2", run_dir)
     if worker is None:
         raise RuntimeError("no training process on node2")
-    before = read_text(out)
+    before = read_text(out, tail=WHOLE)
     step = last_step(run_dir)
     t0 = time.monotonic()
     if kind == "kill":
@@ -113,14 +97,14 @@ def event(cluster: NetnsSlurmCluster, run_dir: Path, out: Path, kind: str, at: i
         cluster.network.set_link("node2", up=False)
     marker = "training failed" if kind == "kill" else GAVE_UP
     try:
-        wait_for(lambda: marker in read_text(out)[len(before) :], timeout_s + 120, f"{kind}: detection")
+        wait_for(lambda: marker in read_text(out, tail=WHOLE)[len(before) :], timeout_s + 120, f"{kind}: detection")
         detect = time.monotonic() - t0
     finally:
         if kind == "cut":
             cluster.network.set_link("node2", up=True)
-    wait_for(lambda: "resumed from" in read_text(out)[len(before) :], 600, f"{kind}: resume")
+    wait_for(lambda: "resumed from" in read_text(out, tail=WHOLE)[len(before) :], 600, f"{kind}: resume")
     resumed = time.monotonic() - t0
-    found = re.search(r"resumed from \S+ at step (\d+)", read_text(out)[len(before) :])
+    found = re.search(r"resumed from \S+ at step (\d+)", read_text(out, tail=WHOLE)[len(before) :])
     checkpoint = int(found[1]) if found else -1
     return {"kind": kind, "step": step, "detect_s": detect, "resume_s": resumed, "lost_steps": step - checkpoint}
 

@@ -72,3 +72,19 @@ def job_diagnostics(slurm, run_dir: Path, job_id: int) -> str:
         f"{read_text(run_dir / f'slurm-{job_id}.out')}\n--- sbatch output:\n"
         f"{read_text(run_dir.parent / f'sbatch-{job_id}.out')}\n--- daemons:\n{slurm.logs()}"
     )
+
+
+def worker_on(node: str, run_dir: Path):
+    """The training process (train.py, not its launchers) of the run in `run_dir` that Slurm started on `node`, or
+    None. By its run folder too: another run on the test cluster (a test, a soak beside it) has ranks there."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "train.py" in cmd and f"output_dir={run_dir}" in cmd and "accelerate" not in cmd and "bash" not in cmd:
+            try:
+                if proc.environ().get("SLURMD_NODENAME") == node:
+                    return proc
+            except psutil.Error:
+                continue
+    return None

@@ -32,6 +32,7 @@ from cluster_helpers import (
     python_env,
     read_text,
     wait_for_step,
+    worker_on,
 )
 from netns_cluster import IFACE
 from test_k8s import K8S, by_kind, render
@@ -166,19 +167,6 @@ def test_ddp_two_node_checkpoint_resumes_on_one_node(ddp_straight, slurm2, demo_
 
 
 # ------------------------------------------------------------------------------------- a rank that dies
-def _worker_on(node: str, run_dir: Path) -> psutil.Process:
-    """The training process (train.py, not its launchers) of the run in `run_dir` that Slurm started on `node`."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "train.py" in cmd and f"output_dir={run_dir}" in cmd and "accelerate" not in cmd and "bash" not in cmd:
-            try:
-                if proc.environ().get("SLURMD_NODENAME") == node:
-                    return proc
-            except psutil.Error:
-                continue
-    raise AssertionError(f"no training process on {node}")
-
-
 @pytest.mark.parametrize("event", ["kill", "stop"])
 def test_ddp_rank_killed_or_stalled_on_node2_requeues_and_ends_bitwise(
     ddp_straight, slurm2, demo_data, tmp_path, event
@@ -194,7 +182,8 @@ def test_ddp_rank_killed_or_stalled_on_node2_requeues_and_ends_bitwise(
     job = _sbatch(slurm2, run_dir, overrides, FAILURE_BACKOFF_S="0")
     diag = lambda: job_diagnostics(slurm2, run_dir, job)  # noqa: E731
     wait_for_step(run_dir, 7, timeout=240, alive=job_running(slurm2, job), what=diag)
-    worker = _worker_on("node2", run_dir)
+    worker = worker_on("node2", run_dir)
+    assert worker is not None, diag()
     worker.send_signal(signal.SIGKILL if event == "kill" else signal.SIGSTOP)
     info, out, diagnostics = _finish(slurm2, run_dir, job)
     assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == 1, diagnostics

@@ -38,7 +38,7 @@ from netns_cluster import NetnsSlurmCluster, NodeNetwork  # noqa: E402
 from cyclesr_dist.testing import checkpoint_weights  # noqa: E402
 
 KINDS = ("kill", "stop", "cut")
-GAVE_UP = "rank 0/2: the training step"
+GAVE_UP = "cyclesr train: rank 0/2: "  # node 1 gave up, in a step, the preemption agreement or a save
 WHOLE = 10**12  # read_text's tail: the whole log, whose length marks where an event's lines start
 
 

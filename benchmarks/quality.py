@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -121,7 +122,7 @@ def time_to_quality(args: argparse.Namespace, cyclesr_dir: Path, pairs: list, re
     PSNR (same SR budget); a checkpoint every epoch, so the answer is exact to an epoch."""
     baselines = {r: results[r]["mean"]["psnr_rgb"] for r in ("bicubic", "blind") if r in results}
     sr_start = args.translation_epochs * args.steps_per_epoch
-    curve = sr_curve(cyclesr_dir, pairs, sr_start, args.device, args.tile, 0)
+    curve = sr_curve(cyclesr_dir, pairs, sr_start, args.device, args.tile, 0, args.curve_every)
     return {"baselines": baselines, "curve": curve, "first": first_passing(curve, baselines)}
 
 
@@ -158,6 +159,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="G first blurs its input by a Gaussian of this σ (LR px; 0 = off); auto: the σ the trainer measures "
         "on the operator's real LR against the HR photos (input_blur: auto)",
     )
+    p.add_argument(
+        "--g-real-noise",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="G adds samples of the real LR's noise (patches of its flattest regions) before its JPEG stage",
+    )
     p.add_argument("--clean-lr", default="sampled", help=f"G's clean LR (data.hr_to_lr): {'|'.join(CLEAN_LR)}")
     p.add_argument("--content-low-pass", type=float, default=1.0, help="cycle/identity L1 on blur_σ only (0 = full)")
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
@@ -193,6 +200,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="keep CycleSR's checkpoint of every epoch and report when its SR net first passes bicubic and blind",
     )
     p.add_argument(
+        "--curve-every",
+        type=int,
+        default=0,
+        help="time to quality: score the checkpoints every N SR updates (and the last); 0 = every kept one",
+    )
+    p.add_argument(
         "--candidates",
         default="",
         help="comma-separated CycleSR variants (tags; `default` = the untagged run) already run on these operators: "
@@ -205,7 +218,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="every trained row with configs/cyclesr.yaml's networks, losses, learning rates and update options "
         "(the generator/discriminator/SR/learning-rate arguments above are ignored); crops (LR 32² unless "
-        "--hr-patch), batch, precision (fp32) and the step budget stay this command's; runs under WORK/production",
+        "--hr-patch), batch, precision (fp32 unless --set train.mixed_precision=bf16) and the step budget stay "
+        "this command's; runs under WORK/production",
     )
     args = p.parse_args(argv)
     if args.hr_patch is None:  # a 3-layer PatchGAN needs more than the small recipe's 24² LR crops
@@ -217,8 +231,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, _frame: object) -> None:
+    # a SIGTERM (a session's end, `kill`) unwinds like Ctrl-C: the runs stop at a checkpoint and their time is kept
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _stop)
     args = parse_args(argv)
     operators = [o.strip() for o in args.operators.split(",") if o.strip()]
     rows = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -88,6 +88,14 @@ def read_wall(run_dir: Path) -> float | None:
     return json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else None
 
 
+def _add_wall(run: Run, seconds: float, threads: int, jobs: int) -> dict[str, Any]:
+    wall_file = run.output_dir / "wall.json"
+    before = json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else 0.0
+    wall = {"wall_s": before + seconds, "threads": threads, "jobs": jobs}
+    wall_file.write_text(json.dumps(wall))
+    return wall
+
+
 def train_runs(runs: list[Run], work: Path, overrides: list[str], jobs: int) -> dict[str, dict[str, Any]]:
     """Train (or resume) every run, `jobs` at a time, each with OMP_NUM_THREADS = max(1, cores // jobs).
 
@@ -122,16 +130,15 @@ def train_runs(runs: list[Run], work: Path, overrides: list[str], jobs: int) -> 
                     failed.append(run_id)
                     print(f"[{run_id}] FAILED (exit {proc.returncode})", flush=True)
                     continue
-                wall_file = run.output_dir / "wall.json"
-                before = json.loads(wall_file.read_text())["wall_s"] if wall_file.is_file() else 0.0
-                walls[run_id] = {"wall_s": before + time.perf_counter() - t0, "threads": threads, "jobs": jobs}
-                wall_file.write_text(json.dumps(walls[run_id]))
+                walls[run_id] = _add_wall(run, time.perf_counter() - t0, threads, jobs)
                 print(f"[{run_id}] done in {time.perf_counter() - t0:.0f}s", flush=True)
-    finally:  # interrupted: stop the runs still going (they resume from their last checkpoint next time)
-        for _, proc, log, _ in active.values():
+    finally:  # interrupted: stop the runs still going (they resume from their last checkpoint next time, and the
+        # time spent so far stays counted: a run stopped and resumed reports the sum of its invocations)
+        for run, proc, log, t0 in active.values():
             proc.terminate()
             proc.wait()
             log.close()
+            _add_wall(run, time.perf_counter() - t0, threads, jobs)
     if failed:
         tails = []
         for run_id in failed:

@@ -33,14 +33,18 @@ def train_seconds(run_dir: Path) -> dict[int, float]:
 
 
 def sr_curve(
-    run_dir: Path, pairs: list, sr_start_step: int, device: str, tile: int, max_shift: int
+    run_dir: Path, pairs: list, sr_start_step: int, device: str, tile: int, max_shift: int, every: int = 0
 ) -> list[dict[str, Any]]:
-    """Mean test PSNR of the SR net at every kept checkpoint past the first SR update, in step order."""
+    """Mean test PSNR of the SR net at every kept checkpoint past the first SR update (with `every`, only at SR
+    updates that are a multiple of it, and the last), in step order."""
     seconds = train_seconds(run_dir)
     curve = []
-    for step_dir in complete_checkpoints(run_dir / "checkpoints"):
+    kept = complete_checkpoints(run_dir / "checkpoints")
+    for step_dir in kept:
         step = read_checkpoint(step_dir).step
         if step <= sr_start_step:
+            continue
+        if every and (step - sr_start_step) % every and step_dir != kept[-1]:
             continue
         net = load_sr(step_dir, device=device)
         scale = pairs[0][2].shape[0] // pairs[0][1].shape[0]

@@ -59,6 +59,7 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         # auto: the trainer measures the range on the operator's real LR, as for any user (`jpeg_quality: auto`)
         **({"jpeg_quality": args.g_jpeg_quality} if args.g_jpeg_quality not in (0, "auto-median") else {}),
         **({"input_blur": args.g_input_blur} if args.g_input_blur else {}),
+        **({"real_noise": True} if args.g_real_noise else {}),
     }
     base = {
         "seed": args.seed,

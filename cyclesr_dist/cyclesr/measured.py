@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from ..config import Config
 from ..data.images import clean_lr_kind
@@ -22,6 +23,7 @@ from ..data.jpeg_estimate import estimate_quality, quality_summary
 from ..data.loaders import unpaired_images
 from ..errors import BadInput
 from .blur_estimate import clean_lr, estimate_input_blur
+from .degradation_fit import NOISE_PATCH, noise_patches
 
 AUTO = "auto"
 # the generator arguments `auto` may stand for, and what a user may set instead
@@ -93,3 +95,29 @@ def with_measured_recipe(config: Config) -> Config:
             print(f"[cyclesr] {line}", flush=True)
     generator = dataclasses.replace(config.model.generator, args={**args, **measured})
     return dataclasses.replace(config, model=dataclasses.replace(config.model, generator=generator))
+
+
+# noise samples G carries (`real_noise`): enough variety for a batch, a few MB in every checkpoint
+NOISE_BANK = 256
+
+
+def real_noise_bank(config: Config) -> torch.Tensor:
+    """`real_noise`'s samples: the flattest 32² patches of the real LR (`degradation_fit.noise_patches`, the
+    RealSR-style row's), NOISE_BANK of them spread over the flatness order (the very flattest are often clipped
+    sky with no noise left), N×3×32×32 on the model's [-1, 1] scale. The same images on every rank: the same bank."""
+    real_lr = _images(config, "real_lr", "real_noise")
+    patches = noise_patches([img for _, img in real_lr])
+    if not len(patches):
+        raise BadInput(
+            f"real_noise: no real-LR image of at least {NOISE_PATCH}² px to sample noise from; use larger real-LR "
+            "photos or set model.generator.args.real_noise to false"
+        )
+    keep = np.unique(np.linspace(0, len(patches) - 1, min(NOISE_BANK, len(patches))).round().astype(int))
+    bank = torch.from_numpy(np.ascontiguousarray(patches[keep].transpose(0, 3, 1, 2))) * 2  # [0, 1] -> [-1, 1] scale
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"[cyclesr] real_noise: {len(bank)} noise patches from the flattest regions of {len(real_lr)} real-LR "
+            f"images (std {float(bank.std()) * 127.5:.2f} grey levels)",
+            flush=True,
+        )
+    return bank

@@ -12,6 +12,7 @@ from torch import nn
 from ..config import Config
 from ..data.images import clean_lr_kind, to_value_range
 from ..serve.export import in_data_range
+from .measured import real_noise_bank
 from .networks import EXPORTED, build_networks, build_optimizers, network_configs
 from .stages import Stage, network_groups, stage_for_epoch
 from .step import Batch, CycleSR, StepOps
@@ -32,7 +33,10 @@ class CycleSRSpec:
         return step // self.config.data.steps_per_epoch + 1
 
     def build_networks(self) -> nn.ModuleDict:
-        return build_networks(self.config.model)
+        nets = build_networks(self.config.model)
+        if self.config.model.generator.args.get("real_noise"):  # samples of the user's real LR (`real_noise`)
+            nets["gen_clean_to_real"].set_noise_bank(real_noise_bank(self.config))
+        return nets
 
     def network_groups(self) -> dict[str, tuple[str, ...]]:
         return {g.name: g.networks for g in self.groups}

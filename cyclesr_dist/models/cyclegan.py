@@ -60,6 +60,11 @@ class ResnetGenerator(nn.Module):
     at q (`DifferentiableJPEG`): the block grid a real LR file has and a convolution cannot place; one Adam step
     moves that quality by about lr × `jpeg_quality_rate` points. CycleSR gives both to G only
     (`cyclesr.networks.DEGRADING_ONLY`).
+    `real_noise=True` (not in the reference) adds, before the JPEG stage, a crop of a patch drawn from
+    `noise_bank`: mean-free patches of the real LR's flattest regions, set by the trainer from the user's photos
+    (`set_noise_bank`; kept in checkpoints). A camera's noise is signal-dependent, spatially correlated and
+    colour-mixed in ways per-pixel Gaussian channels only approximate; samples of it need no model (RealSR's noise
+    injection). An empty bank adds nothing.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class ResnetGenerator(nn.Module):
         block_padding: str = "reflect",
         jpeg_quality: float = 0.0,
         jpeg_quality_rate: float = 100.0,
+        real_noise: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(input_blur, bool) or not isinstance(input_blur, int | float) or input_blur < 0:
@@ -115,6 +121,9 @@ class ResnetGenerator(nn.Module):
         self.multiple, self.residual = 2**n_downsampling, residual
         self.input_noise, self.tail_noise = input_noise, tail_noise
         self.noise_std = 1.0  # of the fed noise; 0 shows what the rest of the network does (a diagnostic's switch)
+        self.real_noise = bool(real_noise)
+        if self.real_noise:
+            self.register_buffer("noise_bank", torch.zeros(0, out_channels, 1, 1))
         init_normal(self)
         if residual:
             last_conv = layers[-2]
@@ -128,6 +137,29 @@ class ResnetGenerator(nn.Module):
         noise = torch.randn(n, channels, h, w, device=t.device, dtype=t.dtype)
         return torch.cat([t, noise if self.noise_std == 1.0 else noise * self.noise_std], 1)
 
+    def set_noise_bank(self, patches: torch.Tensor) -> None:
+        """N×C×P×P mean-free noise samples on the model's scale ([-1, 1] images: twice the [0, 1] values)."""
+        if not self.real_noise:
+            raise ValueError("set_noise_bank: this generator was built without real_noise")
+        self.noise_bank = patches.to(self.noise_bank.device, torch.float32).contiguous()
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # the bank's size is the user's data's, not the config's: take the saved one's shape before loading it
+        if self.real_noise and prefix + "noise_bank" in state_dict:
+            self.noise_bank = torch.empty_like(state_dict[prefix + "noise_bank"], device=self.noise_bank.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _real_noise(self, out: torch.Tensor) -> torch.Tensor:
+        """A random patch of the bank per image, tiled to the image's size (a crop of it for a training crop) at
+        one random offset for the batch."""
+        n, _, h, w = out.shape
+        bank = self.noise_bank
+        size = bank.shape[-1]
+        picked = bank[torch.randint(len(bank), (n,), device=bank.device)]
+        tiled = picked.repeat(1, 1, -(-h // size) + 1, -(-w // size) + 1)
+        dy, dx = (int(v) for v in torch.randint(size, (2,)))
+        return tiled[:, :, dy : dy + h, dx : dx + w].to(out.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_blur is not None:
             x = self.input_blur(x)
@@ -138,6 +170,8 @@ class ResnetGenerator(nn.Module):
         else:
             out = self.model(self._with_noise(x, self.input_noise))
         out = (x + out).clamp(-1.0, 1.0) if self.residual else out
+        if self.real_noise and len(self.noise_bank):
+            out = (out + self._real_noise(out)).clamp(-1.0, 1.0)
         return self.jpeg(out) if self.jpeg is not None else out
 
 

@@ -1,0 +1,87 @@
+"""G's `real_noise`: samples of the real LR's own noise (its flattest patches) added before G's JPEG stage, set by
+the trainer from the user's photos and carried in checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cyclesr_dist.config import load_config
+from cyclesr_dist.cyclesr.networks import network_configs
+from cyclesr_dist.cyclesr.spec import CycleSRSpec
+from cyclesr_dist.data.images import save_rgb
+from cyclesr_dist.errors import BadInput
+from cyclesr_dist.models import build_network
+
+ROOT = Path(__file__).resolve().parents[1]
+G_ARGS = {"ngf": 4, "n_blocks": 1, "n_downsampling": 0, "residual": True, "real_noise": True}
+
+
+def test_bank_noise_is_added_and_an_empty_bank_adds_nothing() -> None:
+    g = build_network("generator", "resnet", G_ARGS)  # residual, last conv zero: the identity before training
+    x = torch.rand(2, 3, 20, 44) * 0.5 - 0.25
+    assert torch.equal(g(x), x)
+    bank = torch.zeros(3, 3, 8, 8)
+    bank[:, :, ::2, :] = 0.1  # stripes: every crop of a tiled patch is stripes of the same two values
+    bank[:, :, 1::2, :] = -0.1
+    g.set_noise_bank(bank)
+    diff = g(x) - x
+    assert diff.shape == x.shape
+    assert torch.allclose(diff.abs(), torch.full_like(diff, 0.1), atol=1e-6)
+    assert torch.allclose(diff[:, :, 1:] + diff[:, :, :-1], torch.zeros(1), atol=1e-6)  # alternating rows
+
+
+def test_bank_travels_in_the_state_dict() -> None:
+    g = build_network("generator", "resnet", G_ARGS)
+    g.set_noise_bank(torch.randn(5, 3, 32, 32) * 0.02)
+    fresh = build_network("generator", "resnet", G_ARGS)
+    fresh.load_state_dict(g.state_dict())
+    assert torch.equal(fresh.noise_bank, g.noise_bank)
+    torch.manual_seed(0)
+    a = g(torch.zeros(1, 3, 16, 16))
+    torch.manual_seed(0)
+    assert torch.equal(fresh(torch.zeros(1, 3, 16, 16)), a)
+
+
+def _noisy_root(tmp_path: Path, sigma: float) -> Path:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for i in range(3):
+        hr = np.full((128, 160, 3), 120, np.uint8)
+        save_rgb(hr, root / "hr" / f"{i}.png")
+        lr = np.clip(110 + rng.normal(0, sigma, (64, 80, 3)), 0, 255).astype(np.uint8)
+        save_rgb(lr, root / "real_lr" / f"{i}.png")
+    return root
+
+
+def test_trainer_fills_g_bank_from_the_real_lr_and_f_has_none(tmp_path: Path) -> None:
+    root = _noisy_root(tmp_path, 6.0)
+    config = load_config(
+        ROOT / "configs" / "demo.yaml",
+        [f"data.root={root}", "model.generator.args.real_noise=true", "model.generator.args.jpeg_quality=0",
+         "model.generator.args.input_blur=0"],
+    )  # fmt: skip
+    nets = CycleSRSpec(config).build_networks()
+    bank = nets["gen_clean_to_real"].noise_bank
+    assert bank.shape[1:] == (3, 32, 32) and len(bank) > 0
+    # the photos' noise, on the model's [-1, 1] scale: σ 6 grey levels -> 6 / 127.5
+    assert float(bank.std()) * 127.5 == pytest.approx(6.0, rel=0.15)
+    assert "real_noise" not in network_configs(config.model)["gen_real_to_clean"]["args"]
+    assert not hasattr(nets["gen_real_to_clean"], "noise_bank")
+
+
+def test_real_lr_too_small_for_a_patch_is_one_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for i in range(2):
+        save_rgb(np.full((64, 64, 3), 100, np.uint8), root / "hr" / f"{i}.png")
+        save_rgb(np.full((16, 16, 3), 100, np.uint8), root / "real_lr" / f"{i}.png")
+    config = load_config(
+        ROOT / "configs" / "demo.yaml",
+        [f"data.root={root}", "model.generator.args.real_noise=true", "model.generator.args.jpeg_quality=0",
+         "model.generator.args.input_blur=0"],
+    )  # fmt: skip
+    with pytest.raises(BadInput, match="real_noise: no real-LR image"):
+        CycleSRSpec(config).build_networks()

@@ -83,6 +83,7 @@ from quality_suite.runs import (  # noqa: E402
 )
 from quality_suite.stages import joint_before_after, joint_table  # noqa: E402
 from quality_suite.ttq import first_passing, sr_curve, ttq_table  # noqa: E402
+from quality_suite.widths import side_by_side  # noqa: E402
 
 from cyclesr_dist.data.degrade import DEGRADATIONS  # noqa: E402
 from cyclesr_dist.data.images import CLEAN_LR  # noqa: E402
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     results = results_file(work, "-".join(["production"] * args.production + [args.tag] * bool(args.tag)))
     results.write_text(json.dumps(summary, indent=2))
     print(f"\nwrote {results}")
+    if args.production:
+        beside = side_by_side(results_file(work, args.tag), summary)
+        print(f"\n### the production networks beside the small recipe\n\n{beside}")
     if args.candidates:
         tags = [t.strip() for t in args.candidates.split(",") if t.strip()]
         heldout = leave_one_out(candidate_scores(work, tags, operators), operators)

@@ -76,7 +76,8 @@ def trainer_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     config["train"].update({"log_every": args.log_every, "image_every": 0, "val_every_epochs": 10**6})
     config["checkpoint"].update({"every_steps": args.every, "keep": 10**6})
     config["wandb"] = {"mode": "disabled"}
-    assert args.steps > 2 * spe, f"--steps must pass the SR pre-training ({2 * spe} steps)"
+    if args.steps <= 2 * spe:
+        raise SystemExit(f"--steps {args.steps}: must pass translation and SR pre-training ({2 * spe} steps)")
     return config
 
 
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from cyclesr_dist.serve.export import load_sr
 
     run_dir = args.out / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
     config = trainer_config(args, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     config_path = args.out / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [sys.executable, "-m", "cyclesr_dist.cli", "train", "--config", str(config_path)]

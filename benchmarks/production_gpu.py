@@ -108,10 +108,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from quality_suite.data import load_test_pairs
     from quality_suite.ttq import sr_curve
 
-    from cyclesr_dist.checkpoint_format import complete_checkpoints
-    from cyclesr_dist.serve.evaluate import evaluate_pairs
-    from cyclesr_dist.serve.export import load_sr
-
     run_dir = args.out / "run"
     config = trainer_config(args, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,9 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pairs = [(n, lr[: args.test_lr, : args.test_lr], hr[: 4 * args.test_lr, : 4 * args.test_lr]) for n, lr, hr in pairs]
     sr_start = config["data"]["steps_per_epoch"] * (config["stages"]["sr_pretrain_epoch"] - 1)
     curve = sr_curve(run_dir, pairs, sr_start, device, 0, 0)
-    checkpoints = complete_checkpoints(run_dir / "checkpoints")
-    last = evaluate_pairs(load_sr(checkpoints[-1], device=device), pairs, scale=4, device=device)["mean"]
-    bicubic = last["bicubic_psnr_rgb"]
+    bicubic = curve[-1]["bicubic_psnr_rgb"] if curve else None
 
     rates = stage_rates(run_dir)
     batch, lr_size = config["data"]["batch_size"], config["data"]["hr_patch"] // config["data"]["scale"]
@@ -176,7 +170,8 @@ def report(r: dict[str, Any]) -> str:
             else f"| {s} | {r['step_ms'][s]:.0f} | {rate:.1f} | — | — |"
         )
     test = r["test"]
-    lines += ["", f"test PSNR (RGB), {len(test['scenes'])} scenes, bicubic {test['bicubic_psnr']:.2f} dB:", ""]
+    bicubic = f"{test['bicubic_psnr']:.2f} dB" if test["bicubic_psnr"] is not None else "not scored (no checkpoint)"
+    lines += ["", f"test PSNR (RGB), {len(test['scenes'])} scenes, bicubic {bicubic}:", ""]
     lines += ["| step | SR updates | training s | PSNR |", "|---:|---:|---:|---:|"]
     for p in r["curve"]:
         secs = f"{p['train_s']:.0f}" if p.get("train_s") is not None else "—"

@@ -48,7 +48,8 @@ for _path in (REPO, REPO / "benchmarks"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from quality_suite.data import load_test_pairs, splits_for  # noqa: E402
+from quality_suite.data import SCALE, load_test_pairs, splits_for  # noqa: E402
+from quality_suite.options import DEFAULT_OPERATORS  # noqa: E402
 from quality_suite.runs import load_generator  # noqa: E402
 from scipy.stats import rankdata, spearmanr  # noqa: E402
 
@@ -59,9 +60,7 @@ from cyclesr_dist.data.images import clean_downscale, clean_lr_kind, model_to_ui
 from cyclesr_dist.serve.export import load_sr  # noqa: E402
 from cyclesr_dist.serve.tiling import upscale_image  # noqa: E402
 
-OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "resize_chain", "phone"]
 RUNS = ["cyclesr", "cyclesr-csr10"]
-SCALE = 4
 VERSION = 1  # bump when a cached metric's definition changes
 # metric -> +1 if higher is better, -1 if lower is better
 METRICS = {
@@ -278,14 +277,24 @@ def tables(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "quality")
-    parser.add_argument("--operators", nargs="+", default=OPERATORS)
+    parser.add_argument("--operators", nargs="+", default=DEFAULT_OPERATORS)
     parser.add_argument("--runs", nargs="+", default=RUNS)
     parser.add_argument("--crop", type=int, default=0, help="HR centre crop side (0 = the test images as they are)")
     parser.add_argument("--min-step", type=int, default=300, help="skip checkpoints up to this step (SR untrained)")
     parser.add_argument("--joint-start", type=int, default=500, help="last step before the joint stage")
     parser.add_argument("--same-scenes", action="store_true", help="monitor HR and real LR both = all test scenes")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    missing = [
+        str(d)
+        for op in args.operators
+        for d in [args.work / "data" / op / "test", *(args.work / op / run / "checkpoints" for run in args.runs)]
+        if not d.is_dir()
+    ]
+    if missing:
+        raise SystemExit(
+            f"quality_monitor: {missing[0]} not found ({len(missing)} missing): train the runs first with "
+            f"benchmarks/quality.py --work {args.work} --time-to-quality (and --tag csr10 for cyclesr-csr10)"
+        )
     t0 = time.perf_counter()
     rows = collect(args)
     result = analyse(rows, args.joint_start)

@@ -55,6 +55,7 @@ def sr_curve(
                 "sr_updates": step - sr_start_step,
                 "train_s": seconds.get(step),
                 "psnr_rgb": res["mean"]["psnr_rgb"],
+                "bicubic_psnr_rgb": res["mean"]["bicubic_psnr_rgb"],
             }
         )
     return curve

@@ -81,7 +81,7 @@ from quality_suite.runs import (  # noqa: E402
     translation_fidelity,
     use_eval_cache,
 )
-from quality_suite.stages import joint_before_after, joint_table  # noqa: E402
+from quality_suite.stages import REDRAWN, joint_before_after, joint_table, redraw_fidelity  # noqa: E402
 from quality_suite.ttq import first_passing, sr_curve, ttq_table  # noqa: E402
 from quality_suite.widths import side_by_side  # noqa: E402
 
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate_rows(row_dirs, pairs, args.device, args.tile, args.max_shift, args.shift_steps)
         row_walls = {r: read_wall(d) for r, d in row_dirs.items()}
         fidelity = translation_fidelity(row_dirs["cyclesr"], pairs, args.device) if "cyclesr" in row_dirs else None
+        if fidelity is not None:  # the score G would get were it the true degradation
+            fidelity["mean"][REDRAWN] = redraw_fidelity(op, pairs)
         targets = check_targets({r: res["mean"]["psnr_rgb"] for r, res in results.items()})
         shifted = check_targets({r: res["mean"]["psnr_rgb_best_shift"] for r, res in results.items()})
         per_operator[op] = results
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.shift_steps,
             )  # fmt: skip
             if stage is not None:
+                stage["translation"]["operator_redrawn"] = fidelity["mean"][REDRAWN]
                 report[op]["joint_stage"] = stage
                 print(f"\nThe joint stage (CycleSR):\n\n{joint_table({op: stage})}\n", flush=True)
         if args.time_to_quality and "cyclesr" in row_dirs:

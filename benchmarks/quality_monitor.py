@@ -60,7 +60,7 @@ from cyclesr_dist.data.images import clean_downscale, clean_lr_kind, model_to_ui
 from cyclesr_dist.serve.export import load_sr  # noqa: E402
 from cyclesr_dist.serve.tiling import upscale_image  # noqa: E402
 
-RUNS = ["cyclesr", "cyclesr-csr10"]
+RUNS = ["cyclesr-noreal", "cyclesr-csr10"]  # the recipe before real_noise and its cycle_sr_lam 10 variant
 VERSION = 1  # bump when a cached metric's definition changes
 # metric -> +1 if higher is better, -1 if lower is better
 METRICS = {
@@ -293,7 +293,8 @@ def main() -> None:
     if missing:
         raise SystemExit(
             f"quality_monitor: {missing[0]} not found ({len(missing)} missing): train the runs first with "
-            f"benchmarks/quality.py --work {args.work} --time-to-quality (and --tag csr10 for cyclesr-csr10)"
+            f"benchmarks/quality.py --work {args.work} --time-to-quality --no-g-real-noise --tag noreal (and "
+            "--tag csr10 --cycle-sr-lam 10 for cyclesr-csr10)"
         )
     t0 = time.perf_counter()
     rows = collect(args)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -21,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from quality_suite import data as quality_data  # noqa: E402
+
+from cyclesr_dist.data.degrade import get_degradation  # noqa: E402
 
 CACHE = REPO / "data" / "photo-cache"
 
@@ -47,7 +50,8 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert [im["name"] for im in row["images"]] == quality_data.splits_for(True)["test"]
         assert 15 < row["mean"]["psnr_rgb"] < 60 and 0 < row["mean"]["ssim_rgb"] <= 1
     assert all(blur["wall_s"][r] > 0 for r in ("bicubic-trained", "blind", "realsr", "cyclesr", "oracle"))
-    assert set(blur["translation"]["mean"]) == {"G(sampled LR)", "sampled LR"}  # the clean LR G was given
+    # the clean LR G was given, and the true operator drawn again (what G would score were it the degradation)
+    assert set(blur["translation"]["mean"]) == {"G(sampled LR)", "sampled LR", "the operator, another draw"}
     assert [t["met"] in (True, False) for t in blur["targets"]] == [True] * 4  # the RealSR-style peer's too
     assert [t["met"] in (True, False) for t in blur["targets_best_shift"]] == [True] * 4
     assert "By best-shift PSNR" in out and len(results["targets_mean_best_shift"]) == 4
@@ -62,7 +66,9 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     # the joint stage: the SR net and G at the end of SR pre-training (step 10: one translation and one pre-training
     # epoch of 5 steps), against the end
     joint = blur["joint_stage"]
-    assert joint["joint_start_step"] == 10 and set(joint["sr"]) == set(joint["translation"]) == {"before", "after"}
+    assert joint["joint_start_step"] == 10 and set(joint["sr"]) == {"before", "after"}
+    assert set(joint["translation"]) == {"before", "after", "operator_redrawn"}
+    assert joint["translation"]["operator_redrawn"] == blur["translation"]["mean"]["the operator, another draw"]
     assert joint["sr"]["after"]["psnr_rgb"] == blur["rows"]["cyclesr"]["mean"]["psnr_rgb"]
     assert joint["sr"]["before"]["psnr_rgb"] != joint["sr"]["after"]["psnr_rgb"]  # five SR updates apart
     assert "The joint stage (CycleSR)" in out
@@ -200,7 +206,30 @@ def test_joint_verdict_needs_an_sr_gain_and_a_generator_that_holds() -> None:
     assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 33.1), (1.0, 1.2)))["g_holds"] is False
     assert quality_stages.joint_verdict(stage((30.0, 30.2), (33.0, 32.96), (1.0, 1.04)))["g_holds"] is True  # ±0.05
     table = quality_stages.joint_table({"blur": stage((30.0, 30.2), (33.0, 32.9), (1.0, 0.9))})
-    assert "| blur | 29.70 → 29.90 | 30.00 → 30.20 | 33.00 → 32.90 | 1.00 → 0.90 | yes | **no** |" in table
+    assert "| blur | 29.70 → 29.90 | 30.00 → 30.20 | 33.00 → 32.90 | 1.00 → 0.90 | – | yes | **no** |" in table
+    redrawn = stage((30.0, 30.2), (33.0, 32.9), (1.0, 0.9))
+    redrawn["translation"]["operator_redrawn"] = {"psnr": 36.123, "spectral_distance": 0.5}
+    assert "| 1.00 → 0.90 | 36.12 / 0.50 | yes |" in quality_stages.joint_table({"blur": redrawn})
+
+
+def test_the_operator_redrawn_is_g_s_reference() -> None:
+    """Another draw of the true operator, seeded apart from the test's: the same every call, a different image from
+    the test draw, and scored against the test LR like G's output (identical images: no spectral distance)."""
+    from quality_suite.data import redraw_test_lr
+    from quality_suite.stages import redraw_fidelity
+
+    rng = np.random.default_rng(0)
+    hr = np.clip(128 + np.cumsum(rng.normal(0, 6, (128, 128, 3)), axis=1), 0, 255).astype(np.uint8)
+    pairs = [("a", np.zeros((32, 32, 3), np.uint8), hr)]
+    redrawn = redraw_test_lr("noise_jpeg", pairs)[0]
+    assert redrawn.shape == (32, 32, 3) and np.array_equal(redraw_test_lr("noise_jpeg", pairs)[0], redrawn)
+    test_draw = get_degradation("noise_jpeg").degrade(
+        hr, np.random.default_rng([3, quality_data.OPERATOR_IDS["noise_jpeg"], 0]), 4
+    )
+    assert not np.array_equal(redrawn, test_draw)
+    assert redraw_fidelity("noise_jpeg", [("a", redrawn, hr)])["spectral_distance"] == pytest.approx(0.0, abs=1e-6)
+    against_test = redraw_fidelity("noise_jpeg", [("a", test_draw, hr)])
+    assert 20.0 < against_test["psnr"] < 60.0 and against_test["spectral_distance"] > 0.0
 
 
 def test_production_option_trains_every_row_with_the_production_networks_and_recipe(tmp_path: Path) -> None:

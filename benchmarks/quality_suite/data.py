@@ -231,6 +231,15 @@ def build_data(cache: Path, data: Path, operators: list[str], test_crop: int, qu
     return manifest
 
 
+def redraw_test_lr(operator: str, pairs: list[tuple[str, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Each test scene's LR from another draw of the operator (its parameters and noise drawn afresh, seeds
+    ([5, op_id, i])): what G would make were it the true degradation, the reference for G's translation metrics."""
+    degrade = get_degradation(operator).degrade
+    return [
+        degrade(hr, np.random.default_rng([5, OPERATOR_IDS[operator], i]), SCALE) for i, (_, _, hr) in enumerate(pairs)
+    ]
+
+
 def load_test_pairs(data: Path, operator: str, scenes: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, lr_uint8, hr_uint8) of the operator's test set."""
     root = data / operator / "test"

@@ -75,8 +75,9 @@ def parse_options(argv: list[str], doc: str) -> argparse.Namespace:
     p.add_argument(
         "--g-real-noise",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="G adds samples of the real LR's noise (patches of its flattest regions) before its JPEG stage",
+        default=True,
+        help="G adds samples of the real LR's noise (patches of its flattest regions) before its JPEG stage "
+        "(real_noise, as configs/demo.yaml; off where the real LR has too few flat patches)",
     )
     p.add_argument("--clean-lr", default="sampled", help=f"G's clean LR (data.hr_to_lr): {'|'.join(CLEAN_LR)}")
     p.add_argument("--content-low-pass", type=float, default=1.0, help="cycle/identity L1 on blur_σ only (0 = full)")

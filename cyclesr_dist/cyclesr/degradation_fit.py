@@ -42,10 +42,11 @@ class FitSettings:
     seed: int = 0
 
 
-def noise_patches(real_lr: list[np.ndarray], size: int = NOISE_PATCH) -> np.ndarray:
+def noise_patches(real_lr: list[np.ndarray], size: int = NOISE_PATCH, max_std: float | None = None) -> np.ndarray:
     """The flattest size² patches of the real LR (lowest luma variance, a FLATTEST share, at least MIN_PATCHES),
     each minus its mean per channel: samples of the photos' own noise and compression, N×size×size×3 float32 on
-    the [0, 1] scale. Empty (0×size×size×3) when no image is that large."""
+    the [0, 1] scale. `max_std` (grey levels): drop patches whose luma std is larger, however few that leaves.
+    Empty (0×size×size×3) when no image is that large."""
     found: list[tuple[float, np.ndarray]] = []
     for img in real_lr:
         pixels = img.astype(np.float32) / 255
@@ -54,7 +55,10 @@ def noise_patches(real_lr: list[np.ndarray], size: int = NOISE_PATCH) -> np.ndar
             for c in range(0, img.shape[1] - size + 1, size // 2):
                 found.append((float(luma[r : r + size, c : c + size].var()), pixels[r : r + size, c : c + size]))
     found.sort(key=lambda item: item[0])
-    kept = [p - p.mean(axis=(0, 1)) for _, p in found[: max(MIN_PATCHES, int(len(found) * FLATTEST))]]
+    flattest = found[: max(MIN_PATCHES, int(len(found) * FLATTEST))]
+    if max_std is not None:
+        flattest = [item for item in flattest if item[0] <= (max_std / 255) ** 2]
+    kept = [p - p.mean(axis=(0, 1)) for _, p in flattest]
     return np.stack(kept) if kept else np.zeros((0, size, size, 3), np.float32)
 
 

@@ -5,12 +5,17 @@ its LR: what a kernel *can* explain of the operator, phase included); its remain
 deviation, bounds what noise and compression add. Kernels are compared by their central second moments (σ along
 the two principal axes and the angle), which a global shift, not learnable unpaired, does not change.
 
+A second table shows what CycleSR's G takes from the same real LR when training starts (configs/demo.yaml's
+`input_blur: auto`, `jpeg_quality: auto` and `real_noise`, measured by the trainer's own code) beside the same truth.
+
     python benchmarks/quality_fits.py --data runs/quality/data [--operators blur,camera]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import sys
 from pathlib import Path
@@ -20,6 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cyclesr_dist.config import load_config  # noqa: E402
+from cyclesr_dist.cyclesr.measured import real_noise_bank, with_measured_recipe  # noqa: E402
 from cyclesr_dist.data.images import list_images, load_rgb  # noqa: E402
 
 SIZE, SCALE, SAMPLES = 20, 4, 20000  # kernel taps per side; LR pixels drawn per test image for the fit
@@ -64,6 +71,17 @@ def paired_kernel(data: Path, op: str, rng: np.random.Generator) -> tuple[np.nda
     return kernel.reshape(SIZE, SIZE), math.sqrt(max(residual, 0.0))
 
 
+def g_measured(data: Path, op: str) -> dict[str, float | list[int] | int]:
+    """What G's start-up measurements (configs/demo.yaml's, on the operator's HR and real-LR folders) find: the input
+    blur σ in LR px, the JPEG range (0: stage off) and the noise bank's std in grey levels (0: real_noise off)."""
+    config = load_config(REPO / "configs" / "demo.yaml", [f"data.root={data / op}"])
+    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's own lines; the table says it
+        args = with_measured_recipe(config).model.generator.args
+        bank = real_noise_bank(config)
+    noise = float(bank.std()) * 127.5 if len(bank) else 0.0
+    return {"input_blur": args["input_blur"], "jpeg_quality": args["jpeg_quality"], "noise": noise}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO / "runs" / "quality" / "data"))
@@ -75,19 +93,38 @@ def main(argv: list[str] | None = None) -> int:
         "LS residual σ | fit's JPEG range |"
     )
     print("|---|---|---|---|---|---|")
+    truths = {}
     for op in [o.strip() for o in args.operators.split(",") if o.strip()]:
+        truth, residual = paired_kernel(data, op, np.random.default_rng(0))
+        t = truths[op] = moments(truth), residual
         fit_file = data / op / "fitted.npz"
         if not fit_file.is_file():
-            print(f"| {op} | (no fit: run the quality benchmark's realsr row) | | | | |")
+            print(f"| {op} | {t[0][0]:.2f} / {t[0][1]:.2f}, {t[0][2]:.0f}° | (no fit: run the suite's realsr row) | | "
+                  f"{residual:.2f} | |")  # fmt: skip
             continue
         with np.load(fit_file) as f:
             fitted, (a, b), jpeg = f["kernel"], f["noise_levels"], f["jpeg_range"]
-        truth, residual = paired_kernel(data, op, np.random.default_rng(0))
-        t, u = moments(truth), moments(fitted)
+        u = moments(fitted)
         noise = 255 * math.sqrt(a * 0.5 + b)
         print(
-            f"| {op} | {t[0]:.2f} / {t[1]:.2f}, {t[2]:.0f}° | {u[0]:.2f} / {u[1]:.2f}, {u[2]:.0f}° | {noise:.2f} | "
-            f"{residual:.2f} | {jpeg[0]}–{jpeg[1]} |",
+            f"| {op} | {t[0][0]:.2f} / {t[0][1]:.2f}, {t[0][2]:.0f}° | {u[0]:.2f} / {u[1]:.2f}, {u[2]:.0f}° | "
+            f"{noise:.2f} | {residual:.2f} | {jpeg[0]}–{jpeg[1]} |",
+            flush=True,
+        )
+    print(
+        "\nCycleSR's G, measured on the same real LR when training starts (input blur: σ in LR px, then the HR-px σ of"
+        " the sampled clean LR's σ 1 blur and it together, to set beside the kernels above):\n"
+    )
+    print("| operator | paired LS kernel σ major / minor | G's input blur σ (HR px equivalent) | LS residual σ | "
+          "G's noise bank std | G's JPEG range |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for op, (t, residual) in truths.items():
+        g = g_measured(data, op)
+        blur = g["input_blur"]
+        jpeg = g["jpeg_quality"]
+        print(
+            f"| {op} | {t[0]:.2f} / {t[1]:.2f} | {blur:.2f} ({math.hypot(1.0, SCALE * blur):.2f}) | {residual:.2f} | "
+            f"{g['noise']:.2f} | {f'{jpeg[0]}–{jpeg[1]}' if jpeg else 'off'} |",
             flush=True,
         )
     return 0

@@ -8,6 +8,7 @@ failure fails the test. The .deb is cached in data/photo-cache/ (git-ignored), s
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -89,6 +90,19 @@ def test_quick_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert "hr_to_lr: sampled" in configs["blur_cyclesr"] and "hr_to_lr: bicubic" in configs["bicubic-trained"]
     fitted = tmp_path / "data" / "blur" / "fitted-20.npz"  # the RealSR-style row's degradation, fitted unpaired
     assert f"hr_to_lr: fitted:{fitted.resolve()}" in configs["blur_realsr"] and fitted.is_file()
+
+    # what G measured at start-up beside the operator's paired truth (benchmarks/quality_fits.py)
+    fits = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "quality_fits.py"), "--data", str(tmp_path / "data"), "--operators",
+         "blur"], env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert fits.returncode == 0, fits.stdout[-2000:] + fits.stderr[-2000:]
+    g_row = re.search(r"^\| blur \| [\d.]+ / [\d.]+ \| ([\d.]+) \(([\d.]+)\) \| [\d.]+ \| ([\d.]+) \| (\d+)–(\d+) \|$",
+                      fits.stdout, re.M)  # fmt: skip
+    assert g_row, fits.stdout
+    blur_lr, blur_hr, _, low, high = (float(v) for v in g_row.groups())
+    assert blur_lr > 0 and blur_hr == pytest.approx(math.hypot(1, 4 * blur_lr), abs=0.01)  # blur's edges are wider
+    assert 80 <= low <= high <= 97  # blur's JPEG at 85-95
 
     # the manifest says where every scene came from, and the data folders exist
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())

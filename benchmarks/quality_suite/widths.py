@@ -15,11 +15,21 @@ BUDGET = ("hr_patch", "batch_size", "steps_per_epoch", "translation_epochs", "pr
 ROWS = ("bicubic", "cyclesr", "oracle")
 
 
+# --set overrides that are a recipe's own (its networks, losses, learning rates), not the budget
+RECIPE_KEYS = ("model.", "loss.", "optim.")
+
+
 def budget_mismatch(small: dict[str, Any], production: dict[str, Any]) -> list[str]:
     """The budget settings (quality.py's arguments) on which the two runs differ, as 'name: small vs production'
-    (the learning rates are each recipe's own: the benchmark's for the small one, the config's under --production)."""
-    a, b = small["args"], production["args"]
-    return [f"{k}: {a.get(k)} vs {b.get(k)}" for k in BUDGET if a.get(k) != b.get(k)]
+    (the learning rates are each recipe's own: the benchmark's for the small one, the config's under --production,
+    and so are --set overrides of the model, losses and optimiser)."""
+
+    def budget(args: dict[str, Any]) -> dict[str, Any]:
+        overrides = [o for o in args.get("overrides", []) if not o.startswith(RECIPE_KEYS)]
+        return {**{k: args.get(k) for k in BUDGET}, "overrides": overrides}
+
+    a, b = budget(small["args"]), budget(production["args"])
+    return [f"{k}: {a[k]} vs {b[k]}" for k in BUDGET if a[k] != b[k]]
 
 
 def _cell(rows: dict[str, Any], row: str) -> str:

@@ -13,6 +13,7 @@ from cyclesr_dist.config import Config, load_config
 from cyclesr_dist.cyclesr.networks import network_configs
 from cyclesr_dist.cyclesr.spec import CycleSRSpec
 from cyclesr_dist.data.images import save_rgb
+from cyclesr_dist.errors import BadInput
 from cyclesr_dist.models import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +100,11 @@ def test_real_lr_smaller_than_a_patch_leaves_g_bank_empty(tmp_path: Path, capsys
     config = _real_noise_config(root)
     assert CycleSRSpec(config).build_networks()["gen_clean_to_real"].noise_bank.shape == (0, 3, 32, 32)
     assert "real_noise: off — only 0 32² patches of the real LR are flat" in capsys.readouterr().out
+
+
+def test_no_readable_real_lr_is_one_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    save_rgb(np.full((64, 64, 3), 100, np.uint8), root / "hr" / "0.png")
+    (root / "real_lr").mkdir(parents=True)  # empty
+    with pytest.raises(BadInput, match=r"real_noise: found no readable real-LR image .*args\.real_noise to false$"):
+        CycleSRSpec(_real_noise_config(root)).build_networks()

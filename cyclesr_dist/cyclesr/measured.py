@@ -1,4 +1,5 @@
-"""Recipe settings measured on the user's photos before training starts: `jpeg_quality: auto`, `input_blur: auto`.
+"""Recipe settings measured on the user's photos before training starts: `jpeg_quality: auto`, `input_blur: auto`,
+and the noise samples `real_noise` cuts from the real LR.
 
 G's JPEG stage learns its quality badly (from 90 it drifts to 83–84 whatever the truth), while the quality the real
 LR photos were saved at can be read from their pixels; drawing G's quality per image from that measured range gave
@@ -28,6 +29,8 @@ from .degradation_fit import MIN_PATCHES, NOISE_PATCH, noise_patches
 AUTO = "auto"
 # the generator arguments `auto` may stand for, and what a user may set instead
 MEASURED = {"jpeg_quality": "a quality or [low, high]", "input_blur": "a Gaussian σ in LR px (0 = off)"}
+# what else reads the real LR at start-up, and the value that switches it off
+SAMPLED = {"real_noise": "false"}
 # Images (or shard crops) read per domain: enough for a stable percentile or median, a few seconds per process
 MEASURED_IMAGES = 48
 
@@ -41,8 +44,9 @@ def _images(
         key, label = ("hr_shards", "HR") if domain == "hr" else ("lr_shards", "real-LR")
         where = f"{d.root}/{domain}" if d.kind == "folder" else f"data.{key}={getattr(d, key)}"
         raise BadInput(
-            f"{setting}: auto found no readable {label} image in {where} to measure: add the photos, or set "
-            f"model.generator.args.{setting} to {MEASURED[setting]}"
+            f"{setting}: {'auto ' * (setting in MEASURED)}found no readable {label} image in {where} to measure: add "
+            "the photos, or set "
+            f"model.generator.args.{setting} to {MEASURED.get(setting) or SAMPLED[setting]}"
         )
     return images
 

@@ -29,8 +29,6 @@ from .degradation_fit import MIN_PATCHES, NOISE_PATCH, noise_patches
 AUTO = "auto"
 # the generator arguments `auto` may stand for, and what a user may set instead
 MEASURED = {"jpeg_quality": "a quality or [low, high]", "input_blur": "a Gaussian σ in LR px (0 = off)"}
-# what else reads the real LR at start-up, and the value that switches it off
-SAMPLED = {"real_noise": "false"}
 # Images (or shard crops) read per domain: enough for a stable percentile or median, a few seconds per process
 MEASURED_IMAGES = 48
 
@@ -46,7 +44,7 @@ def _images(
         raise BadInput(
             f"{setting}: {'auto ' * (setting in MEASURED)}found no readable {label} image in {where} to measure: add "
             "the photos, or set "
-            f"model.generator.args.{setting} to {MEASURED.get(setting) or SAMPLED[setting]}"
+            f"model.generator.args.{setting} to {MEASURED.get(setting, 'false')}"  # real_noise: false
         )
     return images
 

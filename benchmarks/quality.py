@@ -31,7 +31,8 @@ G on the test scenes (`metrics.translation_metrics` of G(clean LR) and of the cl
 the targets: CycleSR ≥ bicubic + 0.1 dB, ≥ blind, ≥ RealSR-style, ≥ 70 % of the oracle's gain over the best of
 bicubic-trained, blind and RealSR-style; and the joint stage's before/after (`quality_suite.stages`: the SR net and G at
 the end of SR pre-training against the end; CycleSR keeps a checkpoint every epoch). --candidates TAGS adds the
-leave-one-operator-out table (`quality_suite.heldout`): each operator scored by the variant the others choose.
+leave-one-operator-out table (`quality_suite.heldout`): each operator scored by the variant the others choose, the
+first tag (the shipped recipe) unless another beats it there by more than --loo-margin (seed noise).
 Scores are cached in WORK/eval_cache.json by checkpoint, test set and scoring parameters.
 With --time-to-quality, CycleSR keeps a checkpoint per epoch and the report adds when (SR updates, training
 seconds) its SR net first scores above bicubic and above the blind row's final PSNR (benchmarks/quality_suite/ttq.py).
@@ -219,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n### the production networks beside the small recipe\n\n{beside}")
     if args.candidates:
         tags = [t.strip() for t in args.candidates.split(",") if t.strip()]
-        heldout = leave_one_out(candidate_scores(work, tags, operators), operators)
+        heldout = leave_one_out(candidate_scores(work, tags, operators), operators, args.loo_margin)
         baselines = {op: {r: res["mean"] for r, res in rows.items()} for op, rows in per_operator.items()}
-        print("\n### held out: each operator scored by the variant the other operators choose\n")
+        print(
+            f"\n### held out: each operator scored by the variant the other operators choose (another than {tags[0]} "
+            f"only if their mean is higher by more than {args.loo_margin:g} dB)\n"
+        )
         print(heldout_table(heldout, baselines))
-        summary["heldout"] = {"candidates": tags, "operators": heldout}
+        summary["heldout"] = {"candidates": tags, "margin": args.loo_margin, "operators": heldout}
         results.write_text(json.dumps(summary, indent=2))
     return 0
 

@@ -74,6 +74,9 @@ class StageConfig:
 
     sr_pretrain_epoch: int = 6  # epochs before this train the translation networks only
     joint_epoch: int = 7  # epochs in [sr_pretrain_epoch, joint_epoch) pre-train SR on (clean LR, HR)
+    # What the SR net pre-trains on: "clean_lr" (the reference: the HR's clean LR) or "translated" (not in the
+    # reference: G(clean LR) from the frozen translation network, the inputs the joint stage will give it).
+    sr_pretrain_input: Literal["clean_lr", "translated"] = "clean_lr"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from cyclesr_dist.cyclesr import (
     network_groups,
     stage_for_epoch,
 )
+from cyclesr_dist.cyclesr.spec import CycleSRSpec
 from cyclesr_dist.engine.backends.base import OptimizerOps
 from cyclesr_dist.errors import BadInput
 from cyclesr_dist.testing import random_batch, reference_optimize_parameters, tiny_config
@@ -326,6 +327,29 @@ def test_sr_pretrain_weight_scales_only_the_pretraining_gradient():
         model.optimize_parameters(random_batch(), Stage.SR_PRETRAIN, ops)
         grads[lam] = torch.cat([g.flatten() for g in ops.at_step["SR"]["sr"]])
     torch.testing.assert_close(grads["null"], config.loss.sr_lam * grads["1.0"], rtol=1e-4, atol=1e-7)
+
+
+def test_sr_pretraining_on_translated_input_trains_sr_on_g_of_clean_lr_and_leaves_g_alone():
+    """stages.sr_pretrain_input=translated: the SR net pre-trains on G(clean LR) from the frozen G."""
+    config, model, optimizers = make_model(**{"stages.sr_pretrain_input": "translated"})
+    spec = CycleSRSpec(config)
+    model = spec.build_model(model.nets, model.nets, 0).joint  # the config's setting, as the trainer builds it
+    assert model.sr_pretrain_on_translated
+    batch = random_batch()
+    gen, sr = copy.deepcopy(model.nets["gen_clean_to_real"]), copy.deepcopy(model.nets["sr"])
+    g_before = copy.deepcopy(model.nets["gen_clean_to_real"].state_dict())
+    ops = RecordingOps(optimizers, 0.0, model.nets)
+    torch.manual_seed(3)  # G's noise channels: the same draw below
+    model.optimize_parameters(batch, Stage.SR_PRETRAIN, ops)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        fake_real = gen(batch["clean_lr"])
+    loss = config.loss.sr_lam * torch.nn.functional.mse_loss(sr(fake_real), batch["hr"])
+    for got, want in zip(ops.at_step["SR"]["sr"], torch.autograd.grad(loss, list(sr.parameters())), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert all(g is None for g in ops.at_step["SR"]["gen_clean_to_real"])
+    after = model.nets["gen_clean_to_real"].state_dict()
+    assert all(torch.equal(g_before[k], after[k]) for k in g_before)
 
 
 def test_clip_per_network_clips_g_and_f_each_on_its_own():

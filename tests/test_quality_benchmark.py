@@ -180,6 +180,11 @@ def test_leave_one_out_scores_each_operator_by_what_the_others_chose() -> None:
     # a tie goes to the candidate named first (the defaults), so a variant has to win to be chosen
     tie = quality_heldout.leave_one_out(_scores({"default": [30, 30], "other": [30, 30]}, ["a", "b"]), ["a", "b"])
     assert {h["chosen"] for h in tie.values()} == {"default"}
+    # with a margin, a variant ahead of the shipped recipe by less than it is not chosen; by more, it is
+    close = _scores({"default": [30.0, 30.0, 30.0], "other": [30.04, 30.04, 30.2]}, ops)
+    picked = {op: h["chosen"] for op, h in quality_heldout.leave_one_out(close, ops, margin=0.05).items()}
+    assert picked == {"a": "other", "b": "other", "c": "default"}  # a, b: +0.12 over the others; c: +0.04
+    assert {h["chosen"] for h in quality_heldout.leave_one_out(close, ops).values()} == {"other"}
     table = quality_heldout.heldout_table(held, {op: {"bicubic": {"psnr_rgb_best_shift": 29.0}} for op in ops})
     assert "| c | tuned | 27.00 | 28.00 | 29.00 |" in table and table.splitlines()[-1].startswith(
         "| mean | | 28.70 | 29.70"

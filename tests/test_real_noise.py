@@ -34,6 +34,34 @@ def test_bank_noise_is_added_and_an_empty_bank_adds_nothing() -> None:
     assert torch.allclose(diff[:, :, 1:] + diff[:, :, :-1], torch.zeros(1), atol=1e-6)  # alternating rows
 
 
+def test_real_noise_after_jpeg_is_added_to_the_compressed_image() -> None:
+    """real_noise_at: before_jpeg (default) compresses the bank's sample with the image; after_jpeg adds it to the
+    compressed image, untouched. Same seed, same draws (JPEG grid phase, patch, offset) in the stage's order."""
+    x = torch.rand(2, 3, 32, 32) * 0.5 - 0.25
+    bank = torch.randn(4, 3, 8, 8) * 0.05
+    g = {
+        at: build_network("generator", "resnet", {**G_ARGS, "jpeg_quality": 60, "real_noise_at": at})
+        for at in ("before_jpeg", "after_jpeg")
+    }
+    for net in g.values():
+        net.set_noise_bank(bank)
+    torch.manual_seed(0)
+    noise = g["before_jpeg"]._real_noise(x)
+    expected_before = g["before_jpeg"].jpeg(x + noise)
+    torch.manual_seed(0)
+    expected_after = g["after_jpeg"].jpeg(x)
+    expected_after = expected_after + g["after_jpeg"]._real_noise(x)
+    torch.manual_seed(0)
+    got_before = g["before_jpeg"](x)
+    torch.manual_seed(0)
+    got_after = g["after_jpeg"](x)
+    torch.testing.assert_close(got_before, expected_before)
+    torch.testing.assert_close(got_after, expected_after)
+    assert (got_after - got_before).abs().max() > 0.01  # the two orders differ
+    with pytest.raises(ValueError, match="real_noise_at"):
+        build_network("generator", "resnet", {**G_ARGS, "real_noise_at": "middle"})
+
+
 def test_bank_travels_in_the_state_dict() -> None:
     g = build_network("generator", "resnet", G_ARGS)
     g.set_noise_bank(torch.randn(5, 3, 32, 32) * 0.02)

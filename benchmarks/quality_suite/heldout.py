@@ -38,14 +38,23 @@ def candidate_scores(work: Path, tags: list[str], operators: list[str]) -> dict[
     return out
 
 
-def leave_one_out(scores: dict[str, dict[str, dict[str, float]]], operators: list[str]) -> dict[str, dict[str, Any]]:
-    """{operator: {"chosen": tag, "psnr_rgb", "psnr_rgb_best_shift", "ranking": [(tag, mean of the others)]}};
-    ties go to the first candidate given (the defaults first, so a variant must win to be chosen)."""
+def leave_one_out(
+    scores: dict[str, dict[str, dict[str, float]]], operators: list[str], margin: float = 0.0
+) -> dict[str, dict[str, Any]]:
+    """{operator: {"chosen": tag, "psnr_rgb", "psnr_rgb_best_shift", "ranking": [(tag, mean of the others)]}}.
+    The first candidate given is the incumbent (the shipped recipe): another is chosen only if its mean over the
+    other operators beats the incumbent's by more than `margin` dB, so a difference within run-to-run noise does
+    not change the recipe (and ties keep it)."""
     out = {}
+    incumbent = next(iter(scores))
     for held in operators:
         others = [o for o in operators if o != held]
         ranking = [(t, float(np.mean([s[o][KEY] for o in others]))) for t, s in scores.items()] if others else []
-        chosen = max(ranking, key=lambda r: r[1])[0] if ranking else next(iter(scores))
+        chosen = incumbent
+        if ranking:
+            best, best_mean = max(ranking, key=lambda r: r[1])
+            if best_mean > dict(ranking)[incumbent] + margin:
+                chosen = best
         out[held] = {"chosen": chosen, **scores[chosen][held], "ranking": ranking}
     return out
 

@@ -18,6 +18,9 @@ TRAINED = ROWS[1:]  # every row but bicubic
 DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "resize_chain", "phone"]
 # G's JPEG quality measured on the real LR: its range (auto), or its median as a learned start (auto-median)
 MEASURED = ("auto", "auto-median")
+# Two seeds of the shipped recipe differ by 0.057 dB (std) per operator by best-shift PSNR, so by ~0.025 in a mean
+# over five: a variant must beat the shipped recipe by twice that before it replaces it (docs/quality.md)
+LOO_MARGIN = 0.05
 
 
 def input_blur_arg(text: str) -> float | str:
@@ -124,6 +127,13 @@ def parse_options(argv: list[str], doc: str) -> argparse.Namespace:
         default="",
         help="comma-separated CycleSR variants (tags; `default` = the untagged run) already run on these operators: "
         "also print the leave-one-operator-out table (each operator scored by the variant the others choose)",
+    )
+    p.add_argument(
+        "--loo-margin",
+        type=float,
+        default=LOO_MARGIN,
+        help="leave-one-out: a candidate replaces the first (the shipped recipe) only if the other operators' mean "
+        "best-shift PSNR is higher by more than this many dB",
     )
     p.add_argument("--fit-steps", type=int, default=FitSettings.steps, help="RealSR-style row: degradation fit steps")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 scenes per split, 5-step epochs, 256² tests")

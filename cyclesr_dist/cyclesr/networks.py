@@ -24,7 +24,7 @@ ROLES = {
 EXPORTED = "sr"  # the network a finished run is for
 # Generator arguments that only the degrading direction G takes: F removes the degradation, so a JPEG stage at its
 # end would only have to learn to switch itself off, and a fixed blur at its input would only add to what it removes.
-DEGRADING_ONLY = ("jpeg_quality", "jpeg_quality_rate", "input_blur", "real_noise")
+DEGRADING_ONLY = ("jpeg_quality", "jpeg_quality_rate", "input_blur", "real_noise", "real_noise_at")
 
 
 def network_configs(model: ModelConfig, value_range: tuple[float, float] = DATA_RANGE) -> dict[str, dict[str, Any]]:

@@ -71,6 +71,7 @@ class CycleSRModel:
             pool_seed=c.seed * 1000 + rank,
             batched_calls=c.train.batched_calls,
             vega_sr_forwards=c.train.sr_forwards == "vega",
+            sr_pretrain_on_translated=c.stages.sr_pretrain_input == "translated",
         )
 
     def stage(self, step: int) -> Stage:

@@ -11,7 +11,9 @@ from ..config import OptimConfig, StageConfig
 
 class Stage(enum.Enum):
     TRANSLATION = "translation"  # G/F/D only; the SR loss has weight 0 and the SR net is not run
-    SR_PRETRAIN = "sr_pretrain"  # SR on (clean LR, HR); G/F/D at learning rate 0 (so not run at all)
+    # SR on (clean LR, HR), or on (G(clean LR), HR) with stages.sr_pretrain_input=translated; G/F/D at learning
+    # rate 0 (run only to make that input)
+    SR_PRETRAIN = "sr_pretrain"
     JOINT = "joint"  # everything, with the SR loss flowing back into G
 
 

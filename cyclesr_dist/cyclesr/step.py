@@ -60,6 +60,7 @@ class CycleSR:
         pool_seed: int = 0,
         batched_calls: bool | Literal["auto"] = False,
         vega_sr_forwards: bool = False,
+        sr_pretrain_on_translated: bool = False,
     ) -> None:
         with_batch_norm = batch_norm_in_batched_calls(nets)
         if batched_calls is True and with_batch_norm:
@@ -74,6 +75,7 @@ class CycleSR:
         self.loss = loss
         self.batched_calls = batched_calls
         self.vega_sr_forwards = vega_sr_forwards
+        self.sr_pretrain_on_translated = sr_pretrain_on_translated
         self.pool_clean = ImagePool(loss.pool_size, seed=2 * pool_seed)  # fakes for D_X
         self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
         self.content_kernel = gaussian_kernel(loss.content_low_pass) if loss.content_low_pass > 0 else None
@@ -239,7 +241,11 @@ class CycleSR:
         total = 0.0
         weight = self.loss.sr_lam if self.loss.sr_pretrain_lam is None else self.loss.sr_pretrain_lam
         for b in batches:
-            loss_sr = F.mse_loss(self.nets["sr"](b["clean_lr"]), b["hr"])
+            lr_input = b["clean_lr"]
+            if self.sr_pretrain_on_translated:  # G is frozen in this stage: its output is a fixed degradation
+                with torch.no_grad():
+                    lr_input = ops.frozen(self.nets["gen_clean_to_real"])(lr_input)
+            loss_sr = F.mse_loss(self.nets["sr"](lr_input), b["hr"])
             ops.backward(weight * loss_sr / len(batches))
             total = total + loss_sr.detach() / len(batches)
         ops.step("SR")

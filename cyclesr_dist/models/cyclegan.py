@@ -64,7 +64,9 @@ class ResnetGenerator(nn.Module):
     `noise_bank`: mean-free patches of the real LR's flattest regions, set by the trainer from the user's photos
     (`set_noise_bank`; kept in checkpoints). A camera's noise is signal-dependent, spatially correlated and
     colour-mixed in ways per-pixel Gaussian channels only approximate; samples of it need no model (RealSR's noise
-    injection). An empty bank adds nothing.
+    injection). An empty bank adds nothing. `real_noise_at="after_jpeg"` adds it after the JPEG stage instead:
+    the samples were cut from compressed files, so they already carry what compression left of the noise, which a
+    second JPEG would quantise again.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class ResnetGenerator(nn.Module):
         jpeg_quality: float = 0.0,
         jpeg_quality_rate: float = 100.0,
         real_noise: bool = False,
+        real_noise_at: str = "before_jpeg",
     ) -> None:
         super().__init__()
         if isinstance(input_blur, bool) or not isinstance(input_blur, int | float) or input_blur < 0:
@@ -122,6 +125,9 @@ class ResnetGenerator(nn.Module):
         self.input_noise, self.tail_noise = input_noise, tail_noise
         self.noise_std = 1.0  # of the fed noise; 0 shows what the rest of the network does (a diagnostic's switch)
         self.real_noise = bool(real_noise)
+        if real_noise_at not in ("before_jpeg", "after_jpeg"):
+            raise ValueError(f"unknown real_noise_at {real_noise_at!r}; valid: before_jpeg, after_jpeg")
+        self.real_noise_after_jpeg = real_noise_at == "after_jpeg"
         if self.real_noise:
             self.register_buffer("noise_bank", torch.zeros(0, out_channels, 1, 1))
         init_normal(self)
@@ -170,9 +176,13 @@ class ResnetGenerator(nn.Module):
         else:
             out = self.model(self._with_noise(x, self.input_noise))
         out = (x + out).clamp(-1.0, 1.0) if self.residual else out
-        if self.real_noise and len(self.noise_bank):
+        with_noise = self.real_noise and len(self.noise_bank)
+        if with_noise and not self.real_noise_after_jpeg:
             out = (out + self._real_noise(out)).clamp(-1.0, 1.0)
-        return self.jpeg(out) if self.jpeg is not None else out
+        out = self.jpeg(out) if self.jpeg is not None else out
+        if with_noise and self.real_noise_after_jpeg:
+            out = (out + self._real_noise(out)).clamp(-1.0, 1.0)
+        return out
 
 
 @DISCRIMINATORS.register("patchgan")

@@ -336,8 +336,7 @@ def test_sr_pretraining_on_translated_input_trains_sr_on_g_of_clean_lr_and_leave
     model = spec.build_model(model.nets, model.nets, 0).joint  # the config's setting, as the trainer builds it
     assert model.sr_pretrain_on_translated
     batch = random_batch()
-    gen, sr = copy.deepcopy(model.nets["gen_clean_to_real"]), copy.deepcopy(model.nets["sr"])
-    g_before = copy.deepcopy(model.nets["gen_clean_to_real"].state_dict())
+    gen, sr = copy.deepcopy(model.nets["gen_clean_to_real"]), copy.deepcopy(model.nets["sr"])  # before the step
     ops = RecordingOps(optimizers, 0.0, model.nets)
     torch.manual_seed(3)  # G's noise channels: the same draw below
     model.optimize_parameters(batch, Stage.SR_PRETRAIN, ops)
@@ -348,8 +347,8 @@ def test_sr_pretraining_on_translated_input_trains_sr_on_g_of_clean_lr_and_leave
     for got, want in zip(ops.at_step["SR"]["sr"], torch.autograd.grad(loss, list(sr.parameters())), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     assert all(g is None for g in ops.at_step["SR"]["gen_clean_to_real"])
-    after = model.nets["gen_clean_to_real"].state_dict()
-    assert all(torch.equal(g_before[k], after[k]) for k in g_before)
+    before, after = gen.state_dict(), model.nets["gen_clean_to_real"].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_clip_per_network_clips_g_and_f_each_on_its_own():

@@ -39,6 +39,13 @@ class LossConfig:
     lambda_identity: float = 0.5  # identity weight = lambda_cycle * lambda_identity
     sr_lam: float = 1000.0  # SR net's own MSE weight
     cycle_sr_lam: float = 1000.0  # weight of the SR MSE in the generator update (joint stage)
+    # Not in the reference: set, the weight above moves geometrically over the joint stage's epochs from
+    # cycle_sr_lam (its first) to this (the last epoch, n_epoch + n_epoch_decay); None = constant (the reference).
+    cycle_sr_lam_final: float | None = None
+    # Not in the reference: weight of the real LR's cycle through the SR net in the joint stage's SR update, the
+    # cycle terms' L1 between G(clean LR of SR(real LR)) and the real LR with G frozen: the SR net's only loss on
+    # the user's real photos themselves; 0 = off (the reference).
+    sr_real_cycle_lam: float = 0.0
     # SR pre-training stage's MSE weight; None = sr_lam (this project's default). vega passes 1 there.
     sr_pretrain_lam: float | None = None
     pool_size: int = 50
@@ -204,6 +211,7 @@ def check_config(config: Config) -> Config:
         "loss.pool_size": (config.loss.pool_size, 0),
         "loss.lambda_spectral": (config.loss.lambda_spectral, 0),
         "loss.content_low_pass": (config.loss.content_low_pass, 0),
+        "loss.sr_real_cycle_lam": (config.loss.sr_real_cycle_lam, 0),
         "train.gradient_accumulation_steps": (t.gradient_accumulation_steps, 1),
         "train.log_every": (t.log_every, 1),
         "train.image_every": (t.image_every, 0),
@@ -227,6 +235,12 @@ def check_config(config: Config) -> Config:
         raise ConfigError(
             f"model.generator.args.jpeg_quality works on 8-bit values mapped to [-1, 1], but data.value_range is "
             f"{list(d.value_range)}: leave data.value_range at [-1, 1] or drop jpeg_quality"
+        )
+    final = config.loss.cycle_sr_lam_final
+    if final is not None and not (final > 0 and config.loss.cycle_sr_lam > 0):
+        raise ConfigError(
+            f"loss.cycle_sr_lam_final={final} moves the weight geometrically from loss.cycle_sr_lam="
+            f"{config.loss.cycle_sr_lam}: both must be positive (leave cycle_sr_lam_final unset for a constant weight)"
         )
     if config.stages.joint_epoch < config.stages.sr_pretrain_epoch:
         raise ConfigError(

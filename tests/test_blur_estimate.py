@@ -107,3 +107,21 @@ def test_auto_without_a_readable_hr_image_is_one_line_naming_the_shards(tmp_path
     shards = ["data.kind=webdataset", f"data.hr_shards={broken}", f"data.lr_shards={tmp_path / 'shards'}"]
     with pytest.raises(BadInput, match=r"input_blur: auto found no readable HR image in data.hr_shards=.*broken"):
         _auto_config(root, *shards)
+
+
+def test_a_wrong_generator_argument_is_reported_before_the_photos_are_read(tmp_path):
+    """The measurements read up to 48 photos per domain; a typo in the networks' arguments must not wait for
+    them: here there is no photo at all, and the message is the typo's, not the missing photos'."""
+    from cyclesr_dist.config import load_config
+    from cyclesr_dist.cyclesr.measured import with_measured_recipe
+
+    empty = tmp_path / "data"
+    (empty / "hr").mkdir(parents=True)
+    (empty / "real_lr").mkdir()
+    overrides = [f"data.root={empty}", "model.generator.args.input_blur=auto", "model.generator.args.jpeg_quality=auto"]
+    with pytest.raises(BadInput, match=r"found no readable"):  # the arguments are right: the photos are missing
+        with_measured_recipe(load_config(ROOT / "configs" / "demo.yaml", overrides))
+    with pytest.raises(BadInput, match=r"unknown argument\(s\) \['n_blokcs'\]"):
+        with_measured_recipe(
+            load_config(ROOT / "configs" / "demo.yaml", [*overrides, "model.generator.args.n_blokcs=2"])
+        )

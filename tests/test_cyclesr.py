@@ -15,10 +15,12 @@ from cyclesr_dist.cyclesr import (
     Stage,
     build_networks,
     build_optimizers,
+    cycle_sr_weight,
     network_groups,
     stage_for_epoch,
 )
 from cyclesr_dist.cyclesr.spec import CycleSRSpec
+from cyclesr_dist.data.images import clean_downscale
 from cyclesr_dist.engine.backends.base import OptimizerOps
 from cyclesr_dist.errors import BadInput
 from cyclesr_dist.testing import random_batch, reference_optimize_parameters, tiny_config
@@ -89,6 +91,56 @@ def test_sr_loss_reaches_generator_only_in_joint_stage():
     trans_with, trans_without = _g_grads(Stage.TRANSLATION, 1000.0), _g_grads(Stage.TRANSLATION, 0.0)
     torch.testing.assert_close(trans_with, trans_without, rtol=0, atol=0)
     torch.testing.assert_close(trans_without, joint_without, rtol=1e-5, atol=1e-7)
+
+
+def test_cycle_sr_lam_final_moves_g_s_sr_weight_geometrically_over_the_joint_stage():
+    """loss.cycle_sr_lam_final: the SR term's weight in G's update goes from cycle_sr_lam at the first joint epoch
+    to the final value at the last epoch, geometrically, and the trainer's step uses the weight of its epoch."""
+    schedule = {"stages.sr_pretrain_epoch": "2", "stages.joint_epoch": "3", "optim.n_epoch": "4"}
+    schedule |= {"optim.n_epoch_decay": "3", "data.steps_per_epoch": "10"}  # epochs 3..7 are joint, 7 the last
+    config = tiny_config(**schedule, **{"loss.cycle_sr_lam_final": "100"})
+    weights = [cycle_sr_weight(e, config.stages, config.loss, config.optim) for e in (3, 5, 7, 9)]
+    assert weights == pytest.approx([1000.0, 1000.0 * 0.1**0.5, 100.0, 100.0])
+    constant = tiny_config(**schedule)
+    assert cycle_sr_weight(7, constant.stages, constant.loss, constant.optim) == 1000.0
+
+    _, model, optimizers = make_model(**schedule, **{"loss.cycle_sr_lam_final": "100"})
+    trainer_model = CycleSRSpec(config).build_model(model.nets, model.nets, 0)
+    ops = RecordingOps(optimizers, 0.0, model.nets)
+    torch.manual_seed(5)
+    trainer_model.train_step([random_batch()], 40, ops)  # step 40 runs in epoch 5
+    got = torch.cat([g.flatten() for g in ops.at_step["G"]["gen_clean_to_real"]])
+    for weight, same in ((weights[1], True), (1000.0, False)):
+        _, fixed, fixed_optimizers = make_model(**{"loss.cycle_sr_lam": str(weight)})
+        fixed_ops = RecordingOps(fixed_optimizers, 0.0, fixed.nets)
+        torch.manual_seed(5)
+        fixed.optimize_parameters(random_batch(), Stage.JOINT, fixed_ops)
+        want = torch.cat([g.flatten() for g in fixed_ops.at_step["G"]["gen_clean_to_real"]])
+        assert (((got - want).norm() / want.norm()) < 1e-4) == same, weight  # float order: not bitwise
+
+
+def test_sr_real_cycle_trains_only_the_sr_net_on_the_real_lr():
+    """loss.sr_real_cycle_lam adds w × L1(G(clean LR of SR(y)), y) (the cycle terms' L1) to the SR net's gradient
+    in the joint stage, exactly; G is frozen for it (its gradient is the one without the term)."""
+    grads, quiet = {}, {"model.generator.args.noise_channels": "0"}  # a G without random draws: exact gradients
+    batch = random_batch()
+    for lam in ("0", "10"):
+        _, model, optimizers = make_model(**quiet, **{"loss.sr_real_cycle_lam": lam})
+        gen, sr = copy.deepcopy(model.nets["gen_clean_to_real"]), copy.deepcopy(model.nets["sr"])  # before the step
+        ops = RecordingOps(optimizers, 0.0, model.nets)
+        losses = model.optimize_parameters(batch, Stage.JOINT, ops)
+        assert ("loss/SR_real_cycle" in losses) == (lam == "10")
+        grads[lam] = {
+            name: torch.cat([g.flatten() for g in ops.at_step[group][name]])
+            for group, name in (("G", "gen_clean_to_real"), ("G", "gen_real_to_clean"), ("SR", "sr"))
+        }
+    for name in ("gen_clean_to_real", "gen_real_to_clean"):
+        torch.testing.assert_close(grads["10"][name], grads["0"][name], rtol=1e-5, atol=1e-7)
+    real_lr = batch["real_lr"]
+    term = 10 * torch.nn.functional.l1_loss(gen(clean_downscale(sr(real_lr), 4, "bicubic")), real_lr)
+    want = torch.cat([g.flatten() for g in torch.autograd.grad(term, list(sr.parameters()))])
+    assert want.abs().max() > 1e-4
+    torch.testing.assert_close(grads["10"]["sr"] - grads["0"]["sr"], want, rtol=1e-3, atol=1e-6)
 
 
 def test_spectral_term_reaches_g_only_and_only_when_weighted():

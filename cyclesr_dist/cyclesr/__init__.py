@@ -4,7 +4,7 @@ validation, handed to the engine as one `CycleSRSpec`."""
 from .networks import EXPORTED, ROLES, build_networks, build_optimizers, network_configs
 from .pool import ImagePool
 from .spec import CycleSRModel, CycleSRSpec
-from .stages import NetworkGroup, Stage, lr_factor, network_groups, stage_for_epoch
+from .stages import NetworkGroup, Stage, cycle_sr_weight, lr_factor, network_groups, stage_for_epoch
 from .step import Batch, CycleSR, StepOps
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "StepOps",
     "build_networks",
     "build_optimizers",
+    "cycle_sr_weight",
     "lr_factor",
     "network_configs",
     "network_groups",

@@ -25,6 +25,7 @@ from ..data.loaders import unpaired_images
 from ..errors import BadInput
 from .blur_estimate import clean_lr, estimate_input_blur
 from .degradation_fit import MIN_PATCHES, NOISE_PATCH, noise_patches
+from .networks import build_networks
 
 AUTO = "auto"
 # the generator arguments `auto` may stand for, and what a user may set instead
@@ -75,6 +76,15 @@ def _input_blur(config: Config, real_lr: list[tuple[str, np.ndarray]]) -> tuple[
     return sigma, f"G blurs its input by a Gaussian of σ {sigma:.2f} LR px ({widths})"
 
 
+def _check_networks(config: Config, wanted: list[str]) -> None:
+    """Build the networks once with each `auto` off, so that a wrong network name or argument is reported before
+    the measurements read the photos (seconds to minutes), not after them."""
+    generator = dataclasses.replace(
+        config.model.generator, args={**config.model.generator.args, **dict.fromkeys(wanted, 0)}
+    )
+    build_networks(dataclasses.replace(config.model, generator=generator))
+
+
 def with_measured_recipe(config: Config) -> Config:
     """Each of G's `jpeg_quality` and `input_blur` that says `auto` replaced by its value measured on the data:
     the JPEG range of the real LR ([low, high], or 0 when no image shows a JPEG quantisation) and the Gaussian σ
@@ -84,6 +94,7 @@ def with_measured_recipe(config: Config) -> Config:
     wanted = [name for name in MEASURED if args.get(name) == AUTO]
     if not wanted:
         return config
+    _check_networks(config, wanted)
     real_lr = _images(config, "real_lr", wanted[0])
     measured, lines = {}, []
     if "jpeg_quality" in wanted:

@@ -14,7 +14,7 @@ from ..data.images import clean_lr_kind, to_value_range
 from ..serve.export import in_data_range
 from .measured import real_noise_bank
 from .networks import EXPORTED, build_networks, build_optimizers, network_configs
-from .stages import Stage, network_groups, stage_for_epoch
+from .stages import Stage, cycle_sr_weight, network_groups, stage_for_epoch
 from .step import Batch, CycleSR, StepOps
 from .validation import ValPair, sample_grids, validate_sr, validate_translation
 
@@ -72,18 +72,26 @@ class CycleSRModel:
             batched_calls=c.train.batched_calls,
             vega_sr_forwards=c.train.sr_forwards == "vega",
             sr_pretrain_on_translated=c.stages.sr_pretrain_input == "translated",
+            clean_lr=(c.data.scale, clean_lr_kind(c.data.hr_to_lr)),
         )
 
     def stage(self, step: int) -> Stage:
         return stage_for_epoch(self.spec.epoch(step), self.spec.config.stages)
 
+    def cycle_sr_lam(self, step: int) -> float:
+        c = self.spec.config
+        return cycle_sr_weight(self.spec.epoch(step), c.stages, c.loss, c.optim)
+
     def progress(self, step: int) -> dict[str, Any]:
-        return {"epoch": self.spec.epoch(step), "stage": self.stage(step).value}
+        values = {"epoch": self.spec.epoch(step), "stage": self.stage(step).value}
+        if self.spec.config.loss.cycle_sr_lam_final is not None:  # a weight that moves is logged
+            values["weight/cycle_sr"] = self.cycle_sr_lam(step)
+        return values
 
     def train_step(self, micro_batches: list[Batch], step: int, ops: StepOps) -> dict[str, torch.Tensor]:
         """Batches arrive in [-1, 1]; the networks train, and every loss is taken, in `data.value_range`."""
         in_range = [{k: to_value_range(v, self.value_range) for k, v in b.items()} for b in micro_batches]
-        return self.joint.optimize_parameters(in_range, self.stage(step), ops)
+        return self.joint.optimize_parameters(in_range, self.stage(step), ops, self.cycle_sr_lam(step))
 
     def sample_grids(self, batch: Batch, val_pairs: list[ValPair]) -> dict[str, np.ndarray]:
         data = self.spec.config.data

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..config import OptimConfig, StageConfig
+from ..config import LossConfig, OptimConfig, StageConfig
 
 
 class Stage(enum.Enum):
@@ -34,6 +34,18 @@ def lr_factor(epoch: int, optim: OptimConfig) -> float:
         return 1.0
     steps = optim.n_epoch_decay + 1 if optim.lr_rule == "cyclegan" else optim.n_epoch_decay
     return max(0.0, 1.0 - decayed / float(max(steps, 1)))
+
+
+def cycle_sr_weight(epoch: int, stages: StageConfig, loss: LossConfig, optim: OptimConfig) -> float:
+    """The SR term's weight in G's update at `epoch`: `loss.cycle_sr_lam`, or with `cycle_sr_lam_final` set a
+    geometric move from it (first joint epoch) to that (last epoch). Geometric because the measured effect of the
+    weight is even in its logarithm: 300 sits halfway between 100 and 1000 in log and gave half their difference."""
+    start, final = loss.cycle_sr_lam, loss.cycle_sr_lam_final
+    if final is None or final == start:
+        return start
+    last = optim.n_epoch + optim.n_epoch_decay
+    t = min(1.0, max(0.0, (epoch - stages.joint_epoch) / float(max(last - stages.joint_epoch, 1))))
+    return start * (final / start) ** t
 
 
 @dataclass(frozen=True)

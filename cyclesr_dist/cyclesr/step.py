@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LossConfig
+from ..data.images import clean_downscale
 from ..errors import BadInput
 from ..torch_utils import filter2d, gaussian_kernel
 from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
@@ -61,6 +62,7 @@ class CycleSR:
         batched_calls: bool | Literal["auto"] = False,
         vega_sr_forwards: bool = False,
         sr_pretrain_on_translated: bool = False,
+        clean_lr: tuple[int, str] = (4, "bicubic"),
     ) -> None:
         with_batch_norm = batch_norm_in_batched_calls(nets)
         if batched_calls is True and with_batch_norm:
@@ -76,17 +78,22 @@ class CycleSR:
         self.batched_calls = batched_calls
         self.vega_sr_forwards = vega_sr_forwards
         self.sr_pretrain_on_translated = sr_pretrain_on_translated
+        self.clean_lr = clean_lr  # (scale, data.hr_to_lr's clean LR): how an HR image becomes G's input
         self.pool_clean = ImagePool(loss.pool_size, seed=2 * pool_seed)  # fakes for D_X
         self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
         self.content_kernel = gaussian_kernel(loss.content_low_pass) if loss.content_low_pass > 0 else None
 
     # ------------------------------------------------------------------ the update, in the reference's order
-    def optimize_parameters(self, batch: Batch | list[Batch], stage: Stage, ops: StepOps) -> dict[str, torch.Tensor]:
-        """One step of every group the stage trains. Given a list of k micro-batches, gradients accumulate over
+    def optimize_parameters(
+        self, batch: Batch | list[Batch], stage: Stage, ops: StepOps, cycle_sr_lam: float | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One step of every group the stage trains (`cycle_sr_lam`: the SR term's weight in G's update this step;
+        None = `loss.cycle_sr_lam`). Given a list of k micro-batches, gradients accumulate over
         them (each loss / k) and the result is the update of one k-times larger batch: a D pass over all
         micro-batches (fakes made without a graph), the D steps, then a G (+SR) pass against the *updated*
         discriminators, as in the reference. The price is one extra no-grad G and F forward per micro-batch."""
         batches = batch if isinstance(batch, list) else [batch]
+        cycle_sr = self.loss.cycle_sr_lam if cycle_sr_lam is None else cycle_sr_lam
         if stage is Stage.SR_PRETRAIN:
             return self._sr_pretrain_step(batches, ops)
         k = len(batches)
@@ -119,7 +126,8 @@ class CycleSR:
         discs = [self.nets["disc_clean"], self.nets["disc_real"]]
         set_requires_grad(discs, False)
         for i, b in enumerate(batches):
-            total, values = self._generator_loss(b, translations[i] if k == 1 else self._translate(b), stage, ops)
+            t = translations[i] if k == 1 else self._translate(b)
+            total, values = self._generator_loss(b, t, stage, ops, cycle_sr)
             ops.backward(total / k)
             accumulate(values)
         set_requires_grad(discs, True)
@@ -173,10 +181,11 @@ class CycleSR:
         return losses[0], losses[1]
 
     def _generator_loss(
-        self, b: Batch, t: dict[str, torch.Tensor], stage: Stage, ops: StepOps
+        self, b: Batch, t: dict[str, torch.Tensor], stage: Stage, ops: StepOps, cycle_sr_lam: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Adversarial + cycle + identity (+ the SR term in the joint stage); discriminators already frozen.
-        The identities G(y), F(x) come from `t` when `_translate` made them (batched calls)."""
+        """Adversarial + cycle + identity (+ the SR term in the joint stage, whose one backward also gives the SR
+        net its gradient, and with `sr_real_cycle_lam` the SR net's real-LR cycle, G frozen for it); discriminators
+        already frozen. The identities G(y), F(x) come from `t` when `_translate` made them (batched calls)."""
         n, lam = self.nets, self.loss
         clean_lr, real_lr = b["clean_lr"], b["real_lr"]
         idt_real = t["idt_real"] if "idt_real" in t else n["gen_clean_to_real"](real_lr)
@@ -200,9 +209,13 @@ class CycleSR:
         values["loss/G"] = loss_g
         if stage is not Stage.JOINT:
             return loss_g, values
-        loss_sr = self._joint_sr_loss(t["fake_real"], b["hr"], ops)
+        loss_sr = self._joint_sr_loss(t["fake_real"], b["hr"], ops, cycle_sr_lam)
         values["loss/SR"] = loss_sr
-        return loss_g + (lam.sr_lam if lam.sr_lam > 0 else lam.cycle_sr_lam) * loss_sr, values
+        total = loss_g + (lam.sr_lam if lam.sr_lam > 0 else cycle_sr_lam) * loss_sr
+        if lam.sr_real_cycle_lam > 0 and lam.sr_lam > 0:
+            values["loss/SR_real_cycle"] = self._sr_real_cycle_loss(real_lr, ops)
+            total = total + lam.sr_real_cycle_lam * values["loss/SR_real_cycle"]
+        return total, values
 
     def _content(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The L1 of the cycle and identity terms: full band, or with `content_low_pass` the low band only. Why
@@ -213,7 +226,9 @@ class CycleSR:
             return F.l1_loss(output, target)
         return F.l1_loss(filter2d(output, self.content_kernel), filter2d(target, self.content_kernel))
 
-    def _joint_sr_loss(self, fake_real: torch.Tensor, hr: torch.Tensor, ops: StepOps) -> torch.Tensor:
+    def _joint_sr_loss(
+        self, fake_real: torch.Tensor, hr: torch.Tensor, ops: StepOps, cycle_sr_lam: float
+    ) -> torch.Tensor:
         """MSE(SR(G(x)), HR), built once for both the G update and the SR update.
 
         The reference builds SR(G(x)) in the G step with SR's weights requiring grad (computing SR gradients it
@@ -223,12 +238,26 @@ class CycleSR:
         """
         lam = self.loss
         if lam.sr_lam > 0:
-            sr_out = self.nets["sr"](scale_grad(fake_real, lam.cycle_sr_lam / lam.sr_lam))
+            sr_out = self.nets["sr"](scale_grad(fake_real, cycle_sr_lam / lam.sr_lam))
         else:  # SR not trained: only the G term remains
             set_requires_grad([self.nets["sr"]], False)
             sr_out = ops.frozen(self.nets["sr"])(fake_real)
             set_requires_grad([self.nets["sr"]], True)
         return F.mse_loss(sr_out, hr)
+
+    def _sr_real_cycle_loss(self, real_lr: torch.Tensor, ops: StepOps) -> torch.Tensor:
+        """The cycle and identity terms' L1 (`_content`) between G(clean LR of SR(y)) and y: the SR net's output for
+        a real LR photo, taken down as the HR photos are and degraded by G (frozen for this term, as the
+        discriminators are in G's loss), should give that photo back. Why: the supervised term sees only G's
+        imitations of the real LR; this one sees the real LR itself, through the degradation G learned. On the low
+        band (`content_low_pass`) because in the fine band the way to give y back is to copy its noise into the HR
+        output, and G's own noise is a different draw."""
+        gen = self.nets["gen_clean_to_real"]
+        set_requires_grad([gen], False)
+        scale, kind = self.clean_lr
+        again = ops.frozen(gen)(clean_downscale(self.nets["sr"](real_lr), scale, kind))
+        set_requires_grad([gen], True)
+        return self._content(again, real_lr)
 
     def _sr_statistics_forward(self, fake_real: torch.Tensor, ops: StepOps) -> None:
         """The SR forward vega makes beyond the ones the losses need: SR(G(x)) in every translation step (weight

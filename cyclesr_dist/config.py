@@ -44,7 +44,7 @@ class LossConfig:
     cycle_sr_lam_final: float | None = None
     # Not in the reference: weight of the real LR's cycle through the SR net in the joint stage's SR update, the
     # cycle terms' L1 between G(clean LR of SR(real LR)) and the real LR with G frozen: the SR net's only loss on
-    # the user's real photos themselves; 0 = off (the reference).
+    # the user's real photos themselves; 0 = off (the reference). Acts only where the SR net trains (sr_lam > 0).
     sr_real_cycle_lam: float = 0.0
     # SR pre-training stage's MSE weight; None = sr_lam (this project's default). vega passes 1 there.
     sr_pretrain_lam: float | None = None

@@ -240,10 +240,15 @@ class CycleSR:
         if lam.sr_lam > 0:
             sr_out = self.nets["sr"](scale_grad(fake_real, cycle_sr_lam / lam.sr_lam))
         else:  # SR not trained: only the G term remains
-            set_requires_grad([self.nets["sr"]], False)
-            sr_out = ops.frozen(self.nets["sr"])(fake_real)
-            set_requires_grad([self.nets["sr"]], True)
+            sr_out = self._frozen_call("sr", fake_real, ops)
         return F.mse_loss(sr_out, hr)
+
+    def _frozen_call(self, name: str, x: torch.Tensor, ops: StepOps) -> torch.Tensor:
+        """nets[name](x) with a graph to x but none to the network's own parameters."""
+        set_requires_grad([self.nets[name]], False)
+        out = ops.frozen(self.nets[name])(x)
+        set_requires_grad([self.nets[name]], True)
+        return out
 
     def _sr_real_cycle_loss(self, real_lr: torch.Tensor, ops: StepOps) -> torch.Tensor:
         """The cycle and identity terms' L1 (`_content`) between G(clean LR of SR(y)) and y: the SR net's output for
@@ -252,11 +257,8 @@ class CycleSR:
         imitations of the real LR; this one sees the real LR itself, through the degradation G learned. On the low
         band (`content_low_pass`) because in the fine band the way to give y back is to copy its noise into the HR
         output, and G's own noise is a different draw."""
-        gen = self.nets["gen_clean_to_real"]
-        set_requires_grad([gen], False)
         scale, kind = self.clean_lr
-        again = ops.frozen(gen)(clean_downscale(self.nets["sr"](real_lr), scale, kind))
-        set_requires_grad([gen], True)
+        again = self._frozen_call("gen_clean_to_real", clean_downscale(self.nets["sr"](real_lr), scale, kind), ops)
         return self._content(again, real_lr)
 
     def _sr_statistics_forward(self, fake_real: torch.Tensor, ops: StepOps) -> None:

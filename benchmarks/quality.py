@@ -4,7 +4,7 @@ Data (benchmarks/quality_suite/data.py): 33 photographs from Debian's mate-backg
 and plasma-workspace-wallpapers (`apt-get download` + `dpkg -x`, .debs kept in --cache), split by scene into an
 HR domain (13 scenes), a real-LR domain (13) and a test set (7), each mixing nature, man-made scenes and textures.
 Per operator of `cyclesr_dist.data.degrade` (--operators; default blur, noise_jpeg, camera, downscale_motion and the
-two families added as held-out ones, resize_chain and phone):
+three families added as held-out ones, resize_chain, phone and webcam):
 the real-LR scenes degraded by it (2 draws each, fixed seeds) form the real-LR domain, and the test set is each
 test scene's centre crop (≤ --test-crop²) with its degraded LR. A model never sees the operator's (LR, HR) pairs
 unless it is that operator's oracle.
@@ -44,7 +44,7 @@ and a fixed Gaussian blur of G's input at the σ the trainer measures (--g-input
 discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net.
 `--set KEY=VALUE` passes any trainer override to every trained row.
 
-    python benchmarks/quality.py --work runs/quality --jobs 2       # the small budget, 4 operators
+    python benchmarks/quality.py --work runs/quality --jobs 2       # the small budget, 7 operators
     python benchmarks/quality.py --work /tmp/q --quick --operators blur    # smoke test (≈ 2 min; meaningless numbers)
 """
 

@@ -85,7 +85,7 @@ def g_measured(data: Path, op: str) -> dict[str, float | list[int] | int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO / "runs" / "quality" / "data"))
-    p.add_argument("--operators", default="blur,noise_jpeg,camera,downscale_motion,resize_chain,phone")
+    p.add_argument("--operators", default="blur,noise_jpeg,camera,downscale_motion,resize_chain,phone,webcam")
     args = p.parse_args(argv)
     data = Path(args.data)
     print(

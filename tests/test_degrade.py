@@ -22,21 +22,25 @@ from cyclesr_dist.data.degrade import (
     degrade_phone,
     degrade_real,
     degrade_resize_chain,
+    degrade_webcam,
     get_degradation,
     usm_sharpen,
 )
 from cyclesr_dist.data.degrade import realesrgan as D
+from cyclesr_dist.data.degrade.pipelines import deblock
 from cyclesr_dist.data.images import bicubic_resize, clean_downscale, model_to_uint8, uint8_to_model
 from cyclesr_dist.metrics import translation_metrics
 
-OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "realesrgan", "resize_chain", "phone"]
-PHASED = ["blur", "camera", "downscale_motion", "resize_chain", "phone"]  # continuous phase, `phase=(dy, dx)` HR px
+OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "realesrgan", "resize_chain", "phone", "webcam"]
+# continuous phase, `phase=(dy, dx)` HR px
+PHASED = ["blur", "camera", "downscale_motion", "resize_chain", "phone", "webcam"]
 QUIET = {  # the noise of each phased operator off
     "blur": {"noise": 0.0},
     "camera": {"shot": 1e-9, "read": 0.0},
     "downscale_motion": {"noise": 0.0},
     "resize_chain": {"noise": 0.0, "quality1": 95},
     "phone": {"shot": 1e-9, "read": 0.0},
+    "webcam": {"noise": 0.0, "aberration": 0.0},
 }
 
 
@@ -142,8 +146,9 @@ def test_phase_moves_the_sampling_grid(name: str) -> None:
 
 RAW = {"blur": degrade_blur, "noise_jpeg": degrade_noise_jpeg, "camera": degrade_camera}
 RAW |= {"downscale_motion": degrade_downscale_motion, "resize_chain": degrade_resize_chain, "phone": degrade_phone}
+RAW |= {"webcam": degrade_webcam}
 PINNED_DY = {"blur": 0.5, "noise_jpeg": 0.5, "camera": 0.0, "downscale_motion": -1.0}  # the registry's grids
-PINNED_DY |= {"resize_chain": -0.5, "phone": 1.0}
+PINNED_DY |= {"resize_chain": -0.5, "phone": 1.0, "webcam": 0.5}
 
 
 @pytest.mark.parametrize("name", PHASED + ["noise_jpeg"])
@@ -283,6 +288,43 @@ def test_phone_denoiser_flattens_noise_and_bleeds_colour() -> None:
         < 0.75 * np.abs(np.diff(_bicubic(edge).astype(float)[16][:, 0] - _bicubic(edge).astype(float)[16][:, 1])).max()
     )
     assert redness[2] > (200 - 40) + 5  # saturation boost: redder than the source far from the edge
+
+
+def test_webcam_splits_red_from_blue() -> None:
+    """Lateral chromatic aberration: on a grey vertical step the red and blue edges land 2 × `aberration` HR px
+    apart along x (a channel's row sum moves by the edge's height per LR px of shift), and together without it."""
+    hr = np.full((128, 128, 3), 60, np.uint8)
+    hr[:, 64:] = 190
+    quiet = {"noise": 0.0, "quality": 95, "deblock": 0.0, "phase": (0.0, 0.0), "radius": 1.0, "angle": 0.0}
+
+    def red_minus_blue(aberration: float) -> float:  # LR px
+        lr = get_degradation("webcam").degrade(hr, np.random.default_rng(0), 4, aberration=aberration, **quiet)
+        rows = lr[8:-8].astype(np.float64).sum(axis=1).mean(axis=0)  # per channel
+        return float((rows[0] - rows[2]) / (190 - 60))  # red samples +aberration along x: its edge comes earlier
+
+    assert red_minus_blue(1.2) == pytest.approx(2 * 1.2 / 4, abs=0.12)
+    assert red_minus_blue(0.0) == pytest.approx(0.0, abs=0.05)
+
+
+def test_webcam_deblocking_smooths_block_edges_not_real_ones() -> None:
+    """After heavy compression a smooth gradient steps at the 8-px block boundaries; the deblocking filter makes
+    those steps smaller than the steps inside blocks were made larger, and leaves a strong edge that sits on a
+    boundary as it is."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    hr = np.repeat((60 + 0.35 * xx + 0.2 * yy)[..., None], 3, axis=2).astype(np.uint8)
+    fixed = {"noise": 0.0, "aberration": 0.0, "quality": 30, "phase": (0.0, 0.0), "radius": 1.0}
+
+    def boundary_step(lr: np.ndarray) -> float:
+        steps = np.abs(np.diff(lr.astype(np.float64).mean(axis=-1), axis=1))[4:-4]
+        return float(steps[:, 7::8].mean() / steps.mean())  # columns 7 -> 8, 15 -> 16, ...
+
+    op = get_degradation("webcam").degrade
+    plain = op(hr, np.random.default_rng(0), 4, deblock=0.0, **fixed)
+    filtered = op(hr, np.random.default_rng(0), 4, deblock=24 / 255, **fixed)
+    assert boundary_step(plain) > 1.5 and boundary_step(filtered) < 0.7 * boundary_step(plain)
+    edge = np.zeros((32, 32, 3), np.float32)
+    edge[:, 8:] = 0.8  # a step of 0.8 on the boundary between columns 7 and 8
+    np.testing.assert_array_equal(deblock(edge, 24 / 255), edge)
 
 
 def test_realesrgan_is_strong_and_diverse(photo: np.ndarray) -> None:

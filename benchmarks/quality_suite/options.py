@@ -15,7 +15,7 @@ from .report import ROWS
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINED = ROWS[1:]  # every row but bicubic
-DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "resize_chain", "phone"]
+DEFAULT_OPERATORS = ["blur", "noise_jpeg", "camera", "downscale_motion", "resize_chain", "phone", "webcam"]
 # G's JPEG quality measured on the real LR: its range (auto), or its median as a learned start (auto-median)
 MEASURED = ("auto", "auto-median")
 # Two seeds of the shipped recipe differ by 0.057 dB (std) per operator by best-shift PSNR, so by ~0.025 in a mean

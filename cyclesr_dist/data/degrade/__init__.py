@@ -15,15 +15,15 @@ Sampling phase (`phase`, HR pixels, per axis (y, x)). The antialiased bicubic ×
 s·i + (s−1)/2 (pixel centres at integers). A real sensor or resizer need not: every operator that decimates samples
 LR pixel i at s·i + (s−1)/2 + phase instead. A camera or a resizer has *one* sampling grid, so the registered
 operators pin it (`DEGRADATIONS`: blur (0.5, 0.5), noise_jpeg offset s//2 = phase (0.5, 0.5) at ×4, camera (0, 0),
-downscale_motion (−1, 1), resize_chain (−0.5, −0.5), phone (1, −0.5) HR px); called directly without `phase`, an
-operator draws it per call from U(−s/2, s/2) per axis, anywhere up to half an LR pixel either side of bicubic's
-grid. A grid offset that is the same for every image cannot be told from the LR images alone (natural images look
-the same shifted), so only a model trained on true pairs can learn it; the quality benchmark therefore also reports
-the best PSNR over small integer shifts. A fractional phase is realised inside the sampling kernel (a Gaussian
-evaluated off-centre, a box or bilinear tap shifted by the fraction), the integer part by where decimation starts;
-pixels the shifted grid needs beyond the border are reflected, and the output is always exactly (H/s)x(W/s).
-`noise_jpeg` keeps `degrade_real`'s point decimation and draws an integer start offset in {0..s−1} per axis instead
-(phase offset − (s−1)/2 ∈ {−1.5, −0.5, 0.5, 1.5} HR px at s = 4).
+downscale_motion (−1, 1), resize_chain (−0.5, −0.5), phone (1, −0.5), webcam (0.5, −1.5) HR px); called directly
+without `phase`, an operator draws it per call from U(−s/2, s/2) per axis, anywhere up to half an LR pixel either
+side of bicubic's grid. A grid offset that is the same for every image cannot be told from the LR images alone
+(natural images look the same shifted), so only a model trained on true pairs can learn it; the quality benchmark
+therefore also reports the best PSNR over small integer shifts. A fractional phase is realised inside the sampling
+kernel (a Gaussian evaluated off-centre, a box or bilinear tap shifted by the fraction), the integer part by where
+decimation starts; pixels the shifted grid needs beyond the border are reflected, and the output is always exactly
+(H/s)x(W/s). `noise_jpeg` keeps `degrade_real`'s point decimation and draws an integer start offset in {0..s−1} per
+axis instead (phase offset − (s−1)/2 ∈ {−1.5, −0.5, 0.5, 1.5} HR px at s = 4).
 
 blur (`degrade_blur`): blur-dominated.
     kernel      isotropic Gaussian with p = 0.5, σ ~ U(1, 2.5) HR px (`sigma`: (σ1, σ2)); else anisotropic,
@@ -78,6 +78,17 @@ phone (`degrade_phone`, `pipelines.py`): a phone's pipeline, whose denoiser smoo
     sharpening  unsharp mask on luma, amount ~ U(0.3, 0.8) (`amount`), radius 1 LR px
     JPEG        quality ~ U{60..85} (`quality`)
 
+webcam (`degrade_webcam`, `pipelines.py`): a cheap webcam's video frame, added as a held-out family like the two above.
+    optics      defocus: a uniform disk of radius ~ U(1, 2.5) HR px (`radius`; flat with a hard rim, so its
+                spectrum has zeros where a Gaussian's has none); the red image displaced by ~ U(0.3, 1.2) HR px
+                (`aberration`) along an angle ~ U(0, 2π) (`angle`, radians) and the blue by as much the other way
+                (lateral chromatic aberration, about constant over a crop); then the s×s pixel aperture at the
+                phase above (`phase`)
+    noise       Gaussian, σ ~ U(1, 3) / 255, per pixel and channel (`noise`)
+    codec       JPEG 4:2:0 at quality ~ U{30..55} (`quality`), heavier than any other family's
+    deblocking  a decoder's filter across the 8-px block boundaries: where the step is under α ~ U(8, 24) / 255
+                (`deblock`) and both sides are smooth, the pixels either side move towards each other
+
 fitted:PATH (`fitted.py`): the degradation `cyclesr data fit-degradation` fitted to a user's real LR photos, kept
 in PATH: a learned HR kernel and decimation on bicubic's grid, a noise patch cut from the real LR's flattest regions,
 a JPEG at a quality drawn from the measured range (the RealSR-style recipe's pairs).
@@ -127,7 +138,7 @@ import numpy as np
 from .common import anisotropic_gaussian_kernel
 from .fitted import FittedDegradation
 from .operators import degrade_blur, degrade_camera, degrade_downscale_motion, degrade_noise_jpeg, degrade_real
-from .pipelines import degrade_phone, degrade_resize_chain
+from .pipelines import degrade_phone, degrade_resize_chain, degrade_webcam
 from .realesrgan import REALESRGAN_OPTIONS, degrade_realesrgan, usm_sharpen
 
 
@@ -157,6 +168,7 @@ DEGRADATIONS: dict[str, Degradation] = {
         # after realesrgan, so that the quality benchmark's seeds (by position) of the others stay what they were
         Degradation("resize_chain", partial(degrade_resize_chain, phase=(-0.5, -0.5))),
         Degradation("phone", partial(degrade_phone, phase=(1.0, -0.5))),
+        Degradation("webcam", partial(degrade_webcam, phase=(0.5, -1.5))),
     )
 }
 
@@ -189,6 +201,7 @@ __all__ = [
     "degrade_real",
     "degrade_realesrgan",
     "degrade_resize_chain",
+    "degrade_webcam",
     "get_degradation",
     "usm_sharpen",
 ]

@@ -93,6 +93,25 @@ def test_sr_loss_reaches_generator_only_in_joint_stage():
     torch.testing.assert_close(trans_without, joint_without, rtol=1e-5, atol=1e-7)
 
 
+def test_with_sr_lam_zero_g_still_learns_through_a_frozen_sr_net():
+    """loss.sr_lam 0 (the SR net not trained in the joint stage): G's gradient still carries cycle_sr_lam ×
+    ∇MSE(SR(G(x)), HR), the same as when the SR net trains, while the SR net gets no gradient and does not move."""
+    batch, quiet = random_batch(), {"model.generator.args.noise_channels": "0"}  # no random draws in G
+    grads = {}
+    for sr_lam, cycle_sr_lam in (("0", "1000"), ("1000", "1000"), ("0", "0")):
+        _, model, optimizers = make_model(**quiet, **{"loss.sr_lam": sr_lam, "loss.cycle_sr_lam": cycle_sr_lam})
+        sr_before = copy.deepcopy(model.nets["sr"])
+        ops = RecordingOps(optimizers, 0.0, model.nets)
+        model.optimize_parameters(batch, Stage.JOINT, ops)
+        grads[sr_lam, cycle_sr_lam] = torch.cat([g.flatten() for g in ops.at_step["G"]["gen_clean_to_real"]])
+        if sr_lam == "0":
+            assert "SR" not in ops.at_step and all(g is None for g in ops.at_step["G"]["sr"])
+            for moved, kept in zip(model.nets["sr"].state_dict().values(), sr_before.state_dict().values()):
+                torch.testing.assert_close(moved, kept, rtol=0, atol=0)
+    torch.testing.assert_close(grads["0", "1000"], grads["1000", "1000"], rtol=1e-4, atol=1e-6)
+    assert (grads["0", "1000"] - grads["0", "0"]).abs().max() > 1e-3
+
+
 def test_cycle_sr_lam_final_moves_g_s_sr_weight_geometrically_over_the_joint_stage():
     """loss.cycle_sr_lam_final: the SR term's weight in G's update goes from cycle_sr_lam at the first joint epoch
     to the final value at the last epoch, geometrically, and the trainer's step uses the weight of its epoch."""

@@ -42,6 +42,10 @@ class LossConfig:
     # Not in the reference: set, the weight above moves geometrically over the joint stage's epochs from
     # cycle_sr_lam (its first) to this (the last epoch, n_epoch + n_epoch_decay); None = constant (the reference).
     cycle_sr_lam_final: float | None = None
+    # Not in the reference: a Gaussian σ (LR px) > 0 passes G only the low band of the SR term's gradient (blur_σ of
+    # ∂loss/∂G(x)): the term can still make G blur or tint less, but not add fine-band energy the real LR lacks
+    # (noise-like detail that survives G's JPEG and that the SR net learns to read); 0 = full band (the reference).
+    cycle_sr_low_pass: float = 0.0
     # Not in the reference: weight of the real LR's cycle through the SR net in the joint stage's SR update, the
     # cycle terms' L1 between G(clean LR of SR(real LR)) and the real LR with G frozen: the SR net's only loss on
     # the user's real photos themselves; 0 = off (the reference). Acts only where the SR net trains (sr_lam > 0).
@@ -211,6 +215,7 @@ def check_config(config: Config) -> Config:
         "loss.pool_size": (config.loss.pool_size, 0),
         "loss.lambda_spectral": (config.loss.lambda_spectral, 0),
         "loss.content_low_pass": (config.loss.content_low_pass, 0),
+        "loss.cycle_sr_low_pass": (config.loss.cycle_sr_low_pass, 0),
         "loss.sr_real_cycle_lam": (config.loss.sr_real_cycle_lam, 0),
         "train.gradient_accumulation_steps": (t.gradient_accumulation_steps, 1),
         "train.log_every": (t.log_every, 1),

@@ -24,6 +24,7 @@ from cyclesr_dist.data.images import clean_downscale
 from cyclesr_dist.engine.backends.base import OptimizerOps
 from cyclesr_dist.errors import BadInput
 from cyclesr_dist.testing import random_batch, reference_optimize_parameters, tiny_config
+from cyclesr_dist.torch_utils import filter2d, gaussian_kernel
 
 
 def make_model(seed: int = 0, **overrides: str):
@@ -106,7 +107,9 @@ def test_with_sr_lam_zero_g_still_learns_through_a_frozen_sr_net():
         grads[sr_lam, cycle_sr_lam] = torch.cat([g.flatten() for g in ops.at_step["G"]["gen_clean_to_real"]])
         if sr_lam == "0":
             assert "SR" not in ops.at_step and all(g is None for g in ops.at_step["G"]["sr"])
-            for moved, kept in zip(model.nets["sr"].state_dict().values(), sr_before.state_dict().values()):
+            for moved, kept in zip(
+                model.nets["sr"].state_dict().values(), sr_before.state_dict().values(), strict=True
+            ):
                 torch.testing.assert_close(moved, kept, rtol=0, atol=0)
     torch.testing.assert_close(grads["0", "1000"], grads["1000", "1000"], rtol=1e-4, atol=1e-6)
     assert (grads["0", "1000"] - grads["0", "0"]).abs().max() > 1e-3
@@ -136,6 +139,36 @@ def test_cycle_sr_lam_final_moves_g_s_sr_weight_geometrically_over_the_joint_sta
         fixed.optimize_parameters(random_batch(), Stage.JOINT, fixed_ops)
         want = torch.cat([g.flatten() for g in fixed_ops.at_step["G"]["gen_clean_to_real"]])
         assert (((got - want).norm() / want.norm()) < 1e-4) == same, weight  # float order: not bitwise
+
+
+def test_cycle_sr_low_pass_hands_g_only_the_low_band_of_the_sr_term_s_gradient():
+    """loss.cycle_sr_low_pass σ: G's gradient is its own terms' plus cycle_sr_lam × the SR MSE's gradient at G(x)
+    blurred by the Gaussian of σ, exactly; the SR net's own gradient is the same as without it. In float64: here
+    G's own terms' gradient is 10⁴ times the SR term's, which a float32 difference of two runs would not resolve."""
+    batch, quiet = random_batch(), {"model.generator.args.noise_channels": "0"}  # no random draws in G
+    batch = {k: v.double() for k, v in batch.items()}
+    grads = {}
+    for low_pass, cycle_sr_lam in (("0", "0"), ("1.5", "1000"), ("0", "1000")):
+        weights = {"loss.cycle_sr_low_pass": low_pass, "loss.cycle_sr_lam": cycle_sr_lam}
+        _, model, optimizers = make_model(**quiet, **weights)
+        model.nets.double()
+        gen, sr = copy.deepcopy(model.nets["gen_clean_to_real"]), copy.deepcopy(model.nets["sr"])  # before the step
+        ops = RecordingOps(optimizers, 0.0, model.nets)
+        model.optimize_parameters(batch, Stage.JOINT, ops)
+        grads[low_pass, cycle_sr_lam] = {
+            name: torch.cat([g.flatten() for g in ops.at_step[group][name]])
+            for group, name in (("G", "gen_clean_to_real"), ("SR", "sr"))
+        }
+    fake_real = gen(batch["clean_lr"])
+    at_fake = fake_real.detach().requires_grad_()
+    sr_grad = torch.autograd.grad(torch.nn.functional.mse_loss(sr(at_fake), batch["hr"]), [at_fake])[0]
+    low = filter2d(sr_grad, gaussian_kernel(1.5))
+    want = torch.cat([g.flatten() for g in torch.autograd.grad(fake_real, list(gen.parameters()), 1000 * low)])
+    got = grads["1.5", "1000"]["gen_clean_to_real"] - grads["0", "0"]["gen_clean_to_real"]
+    assert (got - want).norm() < 1e-6 * want.norm()
+    full = grads["0", "1000"]["gen_clean_to_real"] - grads["0", "0"]["gen_clean_to_real"]
+    assert (full - got).norm() > 0.1 * full.norm()  # the fine band was there, and is gone
+    torch.testing.assert_close(grads["1.5", "1000"]["sr"], grads["0", "1000"]["sr"], rtol=1e-5, atol=1e-7)
 
 
 def test_sr_real_cycle_trains_only_the_sr_net_on_the_real_lr():

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..torch_utils import filter2d
+
 
 def gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
     """Least-squares GAN loss (MSE against a 1/0 target)."""
@@ -37,20 +39,25 @@ def spectrum_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by `scale` on the way back."""
+    """Identity forward; multiplies the gradient by `scale` on the way back, and with a `kernel` filters it
+    (every channel, reflect-padded) so that only its low band goes on."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: ANN001
-        ctx.scale = scale
+    def forward(ctx, x: torch.Tensor, scale: float, kernel: torch.Tensor | None) -> torch.Tensor:  # noqa: ANN001
+        ctx.scale, ctx.kernel = scale, kernel
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
-        return grad * ctx.scale, None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
+        if ctx.kernel is not None:
+            grad = filter2d(grad, ctx.kernel)
+        return grad * ctx.scale, None, None
 
 
-def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
-    return x if scale == 1.0 else _ScaleGrad.apply(x, scale)
+def scale_grad(x: torch.Tensor, scale: float, low_pass: torch.Tensor | None = None) -> torch.Tensor:
+    """`x` itself; the gradient that flows back through it is multiplied by `scale` and, given a `low_pass`
+    kernel, blurred by it."""
+    return x if scale == 1.0 and low_pass is None else _ScaleGrad.apply(x, scale, low_pass)
 
 
 def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:

@@ -82,6 +82,7 @@ class CycleSR:
         self.pool_clean = ImagePool(loss.pool_size, seed=2 * pool_seed)  # fakes for D_X
         self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
         self.content_kernel = gaussian_kernel(loss.content_low_pass) if loss.content_low_pass > 0 else None
+        self.sr_grad_kernel = gaussian_kernel(loss.cycle_sr_low_pass) if loss.cycle_sr_low_pass > 0 else None
 
     # ------------------------------------------------------------------ the update, in the reference's order
     def optimize_parameters(
@@ -234,13 +235,14 @@ class CycleSR:
         The reference builds SR(G(x)) in the G step with SR's weights requiring grad (computing SR gradients it
         then discards), and in the SR step runs SR(G(x).detach()) forward and backward again on the same input
         and weights. Same input and weights mean the same loss and the same SR gradient, so one forward and one
-        backward serve both: the SR net receives sr_lam × ∇MSE, and `scale_grad` hands G cycle_sr_lam × ∇MSE.
+        backward serve both: the SR net receives sr_lam × ∇MSE, and `scale_grad` hands G cycle_sr_lam × ∇MSE (with
+        `cycle_sr_low_pass`, its low band only: the fine band of G's output is then left to the discriminators).
         """
         lam = self.loss
         if lam.sr_lam > 0:
-            sr_out = self.nets["sr"](scale_grad(fake_real, cycle_sr_lam / lam.sr_lam))
+            sr_out = self.nets["sr"](scale_grad(fake_real, cycle_sr_lam / lam.sr_lam, self.sr_grad_kernel))
         else:  # SR not trained: only the G term remains
-            sr_out = self._frozen_call("sr", fake_real, ops)
+            sr_out = self._frozen_call("sr", scale_grad(fake_real, 1.0, self.sr_grad_kernel), ops)
         return F.mse_loss(sr_out, hr)
 
     def _frozen_call(self, name: str, x: torch.Tensor, ops: StepOps) -> torch.Tensor:

@@ -9,8 +9,20 @@ import math
 
 import numpy as np
 from scipy.ndimage import correlate1d
+from scipy.signal import convolve2d
 
-from .common import add_noise, box_taps, check_input, jpeg, no_more, pick, sample_grid, split_phase, to_uint8
+from .common import (
+    add_noise,
+    box_taps,
+    check_input,
+    draw_phase,
+    jpeg,
+    no_more,
+    pick,
+    sample_grid,
+    split_phase,
+    to_uint8,
+)
 
 
 def lanczos_taps(factor: int, frac: float, lobes: int = 3) -> tuple[np.ndarray, int]:
@@ -37,7 +49,7 @@ def degrade_resize_chain(hr: np.ndarray, rng: np.random.Generator, scale: int = 
     check_input(hr, scale, "resize_chain")
     if scale % 2:
         raise ValueError(f"resize_chain: scale must be even (its last resize halves), got {scale}")
-    phase = pick(fixed, "phase", (float(rng.uniform(-scale / 2, scale / 2)), float(rng.uniform(-scale / 2, scale / 2))))
+    phase = pick(fixed, "phase", draw_phase(rng, scale))
     quality1 = pick(fixed, "quality1", int(rng.integers(60, 86)))
     noise = pick(fixed, "noise", rng.uniform(0.5, 1.5) / 255)
     quality = pick(fixed, "quality", int(rng.integers(80, 96)))
@@ -91,7 +103,7 @@ def degrade_phone(hr: np.ndarray, rng: np.random.Generator, scale: int = 4, **fi
     phase, shot, read, strength, chroma_blur, saturation, amount, quality (package docstring)."""
     check_input(hr, scale, "phone")
     sigma = pick(fixed, "sigma", rng.uniform(0.6, 1.2))
-    phase = pick(fixed, "phase", (float(rng.uniform(-scale / 2, scale / 2)), float(rng.uniform(-scale / 2, scale / 2))))
+    phase = pick(fixed, "phase", draw_phase(rng, scale))
     shot = pick(fixed, "shot", float(np.exp(rng.uniform(np.log(3e-4), np.log(2e-3)))))
     read = pick(fixed, "read", rng.uniform(1.0, 3.0) / 255)
     strength = pick(fixed, "strength", rng.uniform(1.5, 3.0))
@@ -160,24 +172,21 @@ def degrade_webcam(hr: np.ndarray, rng: np.random.Generator, scale: int = 4, **f
     radius = pick(fixed, "radius", rng.uniform(1.0, 2.5))
     aberration = pick(fixed, "aberration", rng.uniform(0.3, 1.2))
     angle = pick(fixed, "angle", rng.uniform(0, 2 * math.pi))
-    phase = pick(fixed, "phase", (float(rng.uniform(-scale / 2, scale / 2)), float(rng.uniform(-scale / 2, scale / 2))))
+    phase = pick(fixed, "phase", draw_phase(rng, scale))
     noise = pick(fixed, "noise", rng.uniform(1.0, 3.0) / 255)
     quality = pick(fixed, "quality", int(rng.integers(30, 56)))
     alpha = pick(fixed, "deblock", rng.uniform(8.0, 24.0) / 255)
     no_more(fixed, "webcam", _WEBCAM_NAMES)
     (y0, fy), (x0, fx) = split_phase(phase[0], scale), split_phase(phase[1], scale)
-    (by, ty), (bx, tx) = box_taps(scale, 0.0), box_taps(scale, 0.0)
-    box = np.outer(by, bx)
+    taps, t0 = box_taps(scale, 0.0)  # the aperture centred on the sample; the phase's fraction moves the disk
+    box = np.outer(taps, taps)
     reach = math.ceil(radius + aberration) + 2
     img = hr.astype(np.float32) / 255
     planes = []
     for channel, side in enumerate((1.0, 0.0, -1.0)):  # red one way, green in place, blue the other
         centre = (fy + side * aberration * math.sin(angle), fx + side * aberration * math.cos(angle))
-        kernel = np.zeros((2 * reach + box.shape[0], 2 * reach + box.shape[1]))
-        disk = pillbox(radius, centre, reach)
-        for a, b in zip(*np.nonzero(box), strict=True):  # disk ⊛ pixel aperture
-            kernel[a : a + disk.shape[0], b : b + disk.shape[1]] += box[a, b] * disk
-        origin = (y0 + ty - reach, x0 + tx - reach)
+        kernel = convolve2d(pillbox(radius, centre, reach), box)  # disk ⊛ pixel aperture
+        origin = (y0 + t0 - reach, x0 + t0 - reach)
         planes.append(sample_grid(img[..., channel], kernel.astype(np.float32), origin, scale))
     lr = add_noise(np.stack(planes, axis=-1), noise, rng)
     decoded = jpeg(to_uint8(lr), quality).astype(np.float32) / 255

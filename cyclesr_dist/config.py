@@ -46,6 +46,10 @@ class LossConfig:
     # ∂loss/∂G(x)): the term can still make G blur or tint less, but not add fine-band energy the real LR lacks
     # (noise-like detail that survives G's JPEG and that the SR net learns to read); 0 = full band (the reference).
     cycle_sr_low_pass: float = 0.0
+    # Not in the reference: set (dB), the SR term's weight in G's update is cut tenfold per dB by which G's output
+    # exceeds the real LR's fine-band energy beyond this (running means over the joint stage's batches; no pairs
+    # needed): the term may sharpen G up to the real LR's fine band, not push noise-like detail past it. None = off.
+    cycle_sr_fine_cap: float | None = None
     # Not in the reference: weight of the real LR's cycle through the SR net in the joint stage's SR update, the
     # cycle terms' L1 between G(clean LR of SR(real LR)) and the real LR with G frozen: the SR net's only loss on
     # the user's real photos themselves; 0 = off (the reference). Acts only where the SR net trains (sr_lam > 0).

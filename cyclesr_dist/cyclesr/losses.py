@@ -43,7 +43,7 @@ class _ScaleGrad(torch.autograd.Function):
     (every channel, reflect-padded) so that only its low band goes on."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float, kernel: torch.Tensor | None) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, x: torch.Tensor, scale: float | torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:  # noqa: ANN001
         ctx.scale, ctx.kernel = scale, kernel
         return x.view_as(x)
 
@@ -54,10 +54,11 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.scale, None, None
 
 
-def scale_grad(x: torch.Tensor, scale: float, low_pass: torch.Tensor | None = None) -> torch.Tensor:
-    """`x` itself; the gradient that flows back through it is multiplied by `scale` and, given a `low_pass`
-    kernel, blurred by it."""
-    return x if scale == 1.0 and low_pass is None else _ScaleGrad.apply(x, scale, low_pass)
+def scale_grad(x: torch.Tensor, scale: float | torch.Tensor, low_pass: torch.Tensor | None = None) -> torch.Tensor:
+    """`x` itself; the gradient that flows back through it is multiplied by `scale` (a tensor scale is not read
+    on the host: the step does not wait for the device) and, given a `low_pass` kernel, blurred by it."""
+    plain = isinstance(scale, float | int) and scale == 1.0 and low_pass is None
+    return x if plain else _ScaleGrad.apply(x, scale, low_pass)
 
 
 def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:

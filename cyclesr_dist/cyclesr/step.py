@@ -20,6 +20,7 @@ from ..config import LossConfig
 from ..data.images import clean_downscale
 from ..errors import BadInput
 from ..torch_utils import filter2d, gaussian_kernel
+from .fine_cap import FineBandCap
 from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
 from .pool import ImagePool
 from .stages import Stage
@@ -83,6 +84,7 @@ class CycleSR:
         self.pool_real = ImagePool(loss.pool_size, seed=2 * pool_seed + 1)  # fakes for D_Y
         self.content_kernel = gaussian_kernel(loss.content_low_pass) if loss.content_low_pass > 0 else None
         self.sr_grad_kernel = gaussian_kernel(loss.cycle_sr_low_pass) if loss.cycle_sr_low_pass > 0 else None
+        self.fine_cap = None if loss.cycle_sr_fine_cap is None else FineBandCap(loss.cycle_sr_fine_cap)
 
     # ------------------------------------------------------------------ the update, in the reference's order
     def optimize_parameters(
@@ -104,7 +106,7 @@ class CycleSR:
             for name, value in values.items():
                 losses[name] = losses.get(name, 0.0) + value.detach() / k
 
-        translations = []
+        translations, fake_reals = [], []
         for b in batches:
             if k == 1:  # one forward serves both passes
                 translations.append(self._translate(b))
@@ -117,12 +119,17 @@ class CycleSR:
                     }
             if self.vega_sr_forwards:
                 self._sr_statistics_forward(fakes["fake_real"], ops)
+            fake_reals.append(fakes["fake_real"].detach())
             loss_d_clean, loss_d_real = self._discriminator_losses(b, fakes["fake_clean"], fakes["fake_real"])
             # Disjoint parameters: one backward of the sum gives each D exactly its own loss's gradient.
             ops.backward((loss_d_clean + loss_d_real) / k)
             accumulate({"loss/D_X": loss_d_clean, "loss/D_Y": loss_d_real})
         ops.step("D_X")
         ops.step("D_Y")
+        if stage is Stage.JOINT and self.fine_cap is not None:
+            factor, excess_db = self.fine_cap.update(torch.cat(fake_reals), torch.cat([b["real_lr"] for b in batches]))
+            cycle_sr *= factor
+            losses |= {"weight/cycle_sr": cycle_sr, "fine_cap/excess_db": excess_db}
 
         discs = [self.nets["disc_clean"], self.nets["disc_real"]]
         set_requires_grad(discs, False)
@@ -286,8 +293,13 @@ class CycleSR:
 
     # ------------------------------------------------------------------ per-rank state for checkpoints
     def state_dict(self) -> dict:
-        return {"pool_clean": self.pool_clean.state_dict(), "pool_real": self.pool_real.state_dict()}
+        state = {"pool_clean": self.pool_clean.state_dict(), "pool_real": self.pool_real.state_dict()}
+        if self.fine_cap is not None:
+            state["fine_cap"] = self.fine_cap.state_dict()
+        return state
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.pool_clean.load_state_dict(state["pool_clean"], device)
         self.pool_real.load_state_dict(state["pool_real"], device)
+        if self.fine_cap is not None:  # a checkpoint from a run without the cap: its running means start afresh
+            self.fine_cap.load_state_dict(state.get("fine_cap", {}), device)

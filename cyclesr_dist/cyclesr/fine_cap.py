@@ -37,10 +37,14 @@ class FineBandCap:
 
     def update(self, fake_real: torch.Tensor, real_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the weight's factor, G's fine-band excess over the real LR in dB) after this step's batch."""
-        kernel = self.kernel.to(fake_real.device, fake_real.dtype)
-        for name, images in (("fake_real", fake_real.detach()), ("real_lr", real_lr)):
-            now = fine_band_energy(images, kernel)
-            self.energy[name] = EMA_DECAY * self.energy[name] + (1 - EMA_DECAY) * now if name in self.energy else now
+        # float32 whatever the step's autocast: a running mean in bf16 would lose its 2 % updates to rounding
+        kernel = self.kernel.to(fake_real.device)
+        with torch.autocast(fake_real.device.type, enabled=False):
+            for name, images in (("fake_real", fake_real.detach()), ("real_lr", real_lr)):
+                now = fine_band_energy(images.float(), kernel)
+                self.energy[name] = (
+                    EMA_DECAY * self.energy[name] + (1 - EMA_DECAY) * now if name in self.energy else now
+                )
         fake, real = (self.energy[name].clamp_min(1e-12) for name in ("fake_real", "real_lr"))
         excess_db = 10 * torch.log10(fake / real)
         return (10.0 ** (self.cap_db - excess_db)).clamp(max=1.0), excess_db

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
+from cyclesr_dist.checkpoint_format import latest_checkpoint
 from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizers
 from cyclesr_dist.cyclesr.fine_cap import EMA_DECAY, FINE_BAND_SIGMA, fine_band_energy
 from cyclesr_dist.engine.backends.base import OptimizerOps
-from cyclesr_dist.testing import random_batch, tiny_config
+from cyclesr_dist.errors import PREEMPTED
+from cyclesr_dist.testing import checkpoint_weights, random_batch, tiny_config
 from cyclesr_dist.torch_utils import gaussian_kernel
 
+ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"model.generator.args.noise_channels": "0"}  # no random draws in G: runs differ only where the cap acts
 
 
@@ -107,3 +116,69 @@ def test_a_cap_never_reached_leaves_the_step_bitwise_as_without_it():
     for a, b in zip(plain.nets.state_dict().values(), watched.nets.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert all(float(v["weight/cycle_sr"]) == 1000.0 for v in logged)
+
+
+def train(demo_data: Path, out: Path) -> subprocess.Popen:
+    """configs/demo.yaml through the real CLI with the cap on: 16 steps, joint from step 4."""
+    overrides = [
+        f"data.root={demo_data}",
+        f"output_dir={out}",
+        "max_steps=16",
+        "data.steps_per_epoch=2",
+        "stages.sr_pretrain_epoch=2",
+        "stages.joint_epoch=3",
+        "optim.n_epoch=8",
+        "checkpoint.every_steps=1000",
+        "train.log_every=1",
+        "train.val_every_epochs=100",
+        "train.image_every=0",
+        "train.deterministic=true",
+        "wandb.mode=disabled",
+        "data.num_workers=0",
+        "loss.cycle_sr_fine_cap=-3",
+    ]
+    cmd = [sys.executable, "-m", "cyclesr_dist.cli", "train", "--config", "configs/demo.yaml", *overrides]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=600)
+    return proc.returncode, out
+
+
+def logged_steps(out: Path) -> list[dict]:
+    log = out / "train_log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.slow
+def test_a_run_preempted_in_the_joint_stage_resumes_the_cap_exactly(demo_data: Path, tmp_path: Path) -> None:
+    """Preempted after some joint steps and resumed, a run ends bitwise where the straight run ends and logs the
+    same excess and weight at every later step: the running means travel in the checkpoint."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    code, log = finish(train(demo_data, straight))
+    assert code == 0, log[-3000:]
+    proc = train(demo_data, resumed)
+    deadline = time.time() + 300
+    while not any(row["step"] >= 6 for row in logged_steps(resumed)):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, log = finish(proc)
+    assert code == PREEMPTED, log[-3000:]
+    stopped_at = latest_checkpoint(resumed / "checkpoints").step
+    assert 6 <= stopped_at < 16
+    code, log = finish(train(demo_data, resumed))
+    assert code == 0 and f"at step {stopped_at}" in log, log[-3000:]
+    a, b = checkpoint_weights(straight), checkpoint_weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    capped = {}
+    for run in (straight, resumed):
+        capped[run] = {
+            r["step"]: (r["fine_cap/excess_db"], r["weight/cycle_sr"])
+            for r in logged_steps(run)
+            if "fine_cap/excess_db" in r
+        }
+    assert sorted(capped[straight]) == list(range(5, 17))
+    assert capped[resumed] == capped[straight]
+    assert any(weight < 1000 for _, weight in capped[straight].values())  # the cap acted

@@ -22,22 +22,11 @@ from ..errors import BadInput
 from ..torch_utils import filter2d, gaussian_kernel
 from .fine_cap import FineBandCap
 from .losses import gan_loss, scale_grad, set_requires_grad, spectrum_loss
+from .networks import batch_norm_in_batched_calls
 from .pool import ImagePool
 from .stages import Stage
 
 Batch = dict[str, torch.Tensor]  # {"hr", "clean_lr", "real_lr"}
-# The networks `batched_calls` calls on several batches concatenated (the SR net is always called on one).
-BATCHED_NETWORKS = ("gen_clean_to_real", "gen_real_to_clean", "disc_clean", "disc_real")
-
-
-def batch_norm_in_batched_calls(nets: nn.ModuleDict) -> list[str]:
-    """The networks batched calls would concatenate images into that hold BatchNorm: there the batch statistics,
-    and so the maths, would change. Instance norm and no norm treat every image alone."""
-    return [
-        name
-        for name in BATCHED_NETWORKS
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in nets[name].modules())
-    ]
 
 
 class StepOps(Protocol):

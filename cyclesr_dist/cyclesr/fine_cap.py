@@ -1,10 +1,11 @@
-"""Not in the reference: a cap on how far the SR term may push G's fine band above the real LR's (`loss.
-cycle_sr_fine_cap`).
+"""Not in the reference (`loss.cycle_sr_fine_cap`): a cap on how far the SR term may push G's fine band above the
+real LR's.
 
-Why: in the joint stage the SR term pulls G towards whatever helps the SR net, and on some data that is more
-fine-band energy (noise-like detail that survives G's own JPEG) than the real LR photos have; the discriminators,
-at weight 1 against the term's 1000, do not hold G back. Comparing G's output with the real LR needs no pairs:
-both are this step's batch. The fine band is the one the discriminators judge (x − blur₁(x)).
+Why: in the joint stage the SR term pulls G towards whatever helps the SR net, which raises the fine-band energy of
+G's output (detail that survives G's own JPEG) above the real LR photos'; the discriminators, at weight 1 against
+the term's 1000, do not hold G back. Comparing G's output with the real LR needs no pairs: both are in every step's
+batch. The fine band is the one the discriminators judge (x − blur₁(x)). Off by default: measured, the excess
+appears on every kind of data, where the pull helps the SR net as well as where it harms it (docs/quality.md `cap0`).
 """
 
 from __future__ import annotations

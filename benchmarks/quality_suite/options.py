@@ -41,6 +41,15 @@ def jpeg_quality_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"a quality in [10, 100], 0 (off) or one of {', '.join(MEASURED)}") from None
 
 
+def fine_cap_arg(text: str) -> float | None:
+    if text == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a cap in dB or none, got {text!r}") from None
+
+
 def parse_options(argv: list[str], doc: str) -> argparse.Namespace:
     """quality.py's command line (`doc`: its docstring, whose first paragraph is the description)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -87,6 +96,11 @@ def parse_options(argv: list[str], doc: str) -> argparse.Namespace:
     p.add_argument("--d-high-pass", type=float, default=1.0, help="discriminators see x - blur_σ(x); 0 = full band")
     p.add_argument("--sr-lr", type=float, default=1e-3, help="SR learning rate of every trained row (as the demo)")
     p.add_argument("--cycle-sr-lam", type=float, default=1000.0, help="weight of the SR loss in CycleSR's G update")
+    p.add_argument(
+        "--cycle-sr-fine-cap", type=fine_cap_arg, default=2.0,
+        help="loss.cycle_sr_fine_cap: that weight cut once G's fine band passes the real LR's by this many dB "
+        "(the shipped 2; none: the reference's constant weight)",
+    )  # fmt: skip
     p.add_argument("--num-workers", type=int, default=1, help="data-loader workers per training run")
     p.add_argument("--hr-patch", type=int, default=None, help="HR crop side (default 96; 128 with --production)")
     p.add_argument("--batch-size", type=int, default=8)

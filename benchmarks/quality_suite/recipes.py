@@ -81,7 +81,11 @@ def make_configs(args: argparse.Namespace, data: Path, work: Path, operators: li
         "train": {"log_every": 50, "image_every": 0, "val_every_epochs": 1000},
         "checkpoint": {"every_steps": 500, "keep": 1, "resume": "auto"},
         "wandb": {"mode": "disabled"},
-        "loss": {"cycle_sr_lam": args.cycle_sr_lam, "content_low_pass": args.content_low_pass},
+        "loss": {
+            "cycle_sr_lam": args.cycle_sr_lam,
+            "cycle_sr_fine_cap": args.cycle_sr_fine_cap,
+            "content_low_pass": args.content_low_pass,
+        },
         "optim": {"sr_lr": args.sr_lr},
     }
     supervised = (

@@ -4,8 +4,11 @@ real LR's.
 Why: in the joint stage the SR term pulls G towards whatever helps the SR net, which raises the fine-band energy of
 G's output (detail that survives G's own JPEG) above the real LR photos'; the discriminators, at weight 1 against
 the term's 1000, do not hold G back. Comparing G's output with the real LR needs no pairs: both are in every step's
-batch. The fine band is the one the discriminators judge (x − blur₁(x)). Off by default: measured, the excess
-appears on every kind of data, where the pull helps the SR net as well as where it harms it (docs/quality.md `cap0`).
+batch. The fine band is the one the discriminators judge (x − blur₁(x)). Measured, the excess appears on every kind
+of data, where the pull helps the SR net as well as where it harms it, so a cap at 0 dB weakens the pull everywhere
+(docs/quality.md `cap0`); at 2 dB (configs/demo.yaml, configs/cyclesr.yaml) it keeps the pull's full weight early in
+the joint stage and stops only its runaway, the better recipe on the quality suite, chosen leave-one-operator-out
+(docs/quality.md `cap2`). The key's default is unset (the reference's constant weight).
 """
 
 from __future__ import annotations

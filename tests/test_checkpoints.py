@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from cyclesr_dist.testing import checkpoint_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -112,3 +115,20 @@ def test_explicit_resume_from_a_damaged_checkpoint_is_refused(run: Path, demo_da
     export = cli("export", "--checkpoint", str(step), "--out", str(tmp_path / "sr.pt"))
     assert export.returncode == 2 and "group-SR.pt: contents changed" in export.stderr
     assert not (tmp_path / "sr.pt").exists()
+
+
+def test_validation_and_sample_grids_leave_training_as_it_was(demo_data: Path, tmp_path: Path) -> None:
+    """Validation and sample grids run G, which draws noise from the global generators. A run that validates every
+    epoch and draws grids every other step, one that validates only at its end, and one that ended at step 4 (a
+    last-step validation) and was then extended to step 8 all train the same weights, bit for bit."""
+    often, rarely, extended = tmp_path / "often", tmp_path / "rarely", tmp_path / "extended"
+    busy = ["train.val_every_epochs=1", "train.image_every=2"]  # 4-step epochs: validation at 4 and 8
+    for out, steps, extra in ((often, 8, busy), (rarely, 8, []), (extended, 4, []), (extended, 8, [])):
+        result = train(demo_data, out, steps, *extra)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = [json.loads(line) for line in (often / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val/translation_psnr" in r] == [4, 8]  # it did validate mid-run
+    weights = {out: checkpoint_weights(out) for out in (often, rarely, extended)}
+    for out in (often, extended):
+        assert weights[out].keys() == weights[rarely].keys()
+        assert all(torch.equal(weights[out][k], weights[rarely][k]) for k in weights[rarely]), out.name

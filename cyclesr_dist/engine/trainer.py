@@ -11,6 +11,7 @@ import shlex
 import socket
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ from .spec import Batch, TrainSpec
 from .threads import configure_threads
 from .tracking import RunLogger
 from .watchdog import StallWatchdog
+
+
+def _training_rng_untouched(device: torch.device) -> AbstractContextManager[None]:
+    """Validation and sample grids draw G's noise (and JPEG qualities) from the global generators; forked, they leave
+    the training's draws where they were, so how often a run validates or draws grids, or whether it was extended
+    after a last-step validation, does not change what it trains."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def _barrier() -> None:
@@ -216,13 +224,15 @@ class Trainer:
                     tic, samples = time.perf_counter(), 0
                 end_of_epoch = step % spe == 0 and (step // spe) % config.train.val_every_epochs == 0
                 if self.is_main and self.val_pairs and (end_of_epoch or step == total):
-                    row |= self.model.validate(self.val_pairs, step)
+                    with _training_rng_untouched(self.device):
+                        row |= self.model.validate(self.val_pairs, step)
                 if watchdog:
                     watchdog.progress(step)  # after the step and its validation: the clock starts again
                 if row:
                     logger.log(row, step)
                 if self.is_main and config.train.image_every and step % config.train.image_every == 0:
-                    logger.log_images(self.model.sample_grids(micro_batches[0], self.val_pairs), step)
+                    with _training_rng_untouched(self.device):
+                        logger.log_images(self.model.sample_grids(micro_batches[0], self.val_pairs), step)
                 activity = "the preemption agreement (an all-reduce)"
                 stop = preemption.should_stop(self.device)
                 if stop or step == total or self.checkpoints.due(step):
@@ -265,7 +275,9 @@ class Trainer:
 
     def _write_final_samples(self, batch: Batch) -> None:
         """The recipe's sample grids of the finished model as PNGs in the output folder (`<name>.png`)."""
-        for key, image in self.model.sample_grids(batch, self.val_pairs).items():
+        with _training_rng_untouched(self.device):
+            grids = self.model.sample_grids(batch, self.val_pairs)
+        for key, image in grids.items():
             path = Path(self.config.output_dir) / f"{key.rsplit('/', 1)[-1]}.png"
             save_rgb(image, path)
             self.logger.info(f"wrote {path}")

@@ -41,7 +41,9 @@ CycleSR's networks default to the options measured to help (docs/history/quality
 at full LR resolution with per-pixel noise at the tail and a JPEG stage at G's end drawing its quality per image
 from the range measured on the operator's real LR (--g-jpeg-quality auto, as `cyclesr data jpeg-quality` does)
 and a fixed Gaussian blur of G's input at the σ the trainer measures (--g-input-blur auto), high-pass
-discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net.
+discriminators, cycle and identity L1s on the low band (--content-low-pass), a bicubic-skip SR net, and the SR
+term's weight in G's update cut once G's fine band exceeds the real LR's by 2 dB (--cycle-sr-fine-cap; none: vega's
+constant weight).
 `--set KEY=VALUE` passes any trainer override to every trained row.
 
     python benchmarks/quality.py --work runs/quality --jobs 2       # the small budget, 7 operators

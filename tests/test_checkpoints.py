@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclesr_dist.testing import checkpoint_weights
+from cyclesr_dist.testing import checkpoint_weights, read_train_log
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -126,8 +126,8 @@ def test_validation_and_sample_grids_leave_training_as_it_was(run: Path, demo_da
     for out, steps, extra in ((often, 6, busy), (extended, 4, []), (extended, 6, [])):
         result = train(demo_data, out, steps, *extra)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    rows = [json.loads(line) for line in (often / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "val/translation_psnr" in r] == [4, 6]  # it did validate mid-run
+    validated = [r["step"] for r in read_train_log(often) if "val/translation_psnr" in r]
+    assert validated == [4, 6]  # it did validate mid-run
     reference = checkpoint_weights(run)
     for out in (often, extended):
         weights = checkpoint_weights(out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from cyclesr_dist.cyclesr import CycleSR, Stage, build_networks, build_optimizer
 from cyclesr_dist.cyclesr.fine_cap import EMA_DECAY, FINE_BAND_SIGMA, fine_band_energy
 from cyclesr_dist.engine.backends.base import OptimizerOps
 from cyclesr_dist.errors import PREEMPTED
-from cyclesr_dist.testing import checkpoint_weights, random_batch, tiny_config
+from cyclesr_dist.testing import checkpoint_weights, random_batch, read_train_log, tiny_config
 from cyclesr_dist.torch_utils import gaussian_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,11 +145,6 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def logged_steps(out: Path) -> list[dict]:
-    log = out / "train_log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
 @pytest.mark.slow
 def test_a_run_preempted_in_the_joint_stage_resumes_the_cap_exactly(demo_data: Path, tmp_path: Path) -> None:
     """Preempted after some joint steps and resumed, a run ends bitwise where the straight run ends and logs the
@@ -160,7 +154,7 @@ def test_a_run_preempted_in_the_joint_stage_resumes_the_cap_exactly(demo_data: P
     assert code == 0, log[-3000:]
     proc = train(demo_data, resumed)
     deadline = time.time() + 300
-    while not any(row["step"] >= 6 for row in logged_steps(resumed)):
+    while not any(row["step"] >= 6 for row in read_train_log(resumed)):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:]
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -176,7 +170,7 @@ def test_a_run_preempted_in_the_joint_stage_resumes_the_cap_exactly(demo_data: P
     for run in (straight, resumed):
         capped[run] = {
             r["step"]: (r["fine_cap/excess_db"], r["weight/cycle_sr"])
-            for r in logged_steps(run)
+            for r in read_train_log(run)
             if "fine_cap/excess_db" in r
         }
     assert sorted(capped[straight]) == list(range(5, 17))
